@@ -1,0 +1,128 @@
+// This Source Code Form is subject to the terms of the Mozilla Public
+// License, v. 2.0. If a copy of the MPL was not distributed with this
+// file, You can obtain one at https://mozilla.org/MPL/2.0/.
+
+// The few libc entry points the VMM needs, bound through koffi.
+//
+// Threading: koffi function objects are created per isolate, so each worker
+// thread that imports this module binds its own; the calls are plain
+// synchronous syscalls and safe from any thread. errno is thread-local in
+// libc and koffi reads it on the calling thread, so `errno()` must be called
+// right after the failing call, before any other FFI call on the same thread.
+
+import koffi from 'koffi';
+
+const libc = koffi.load('libc.so.6');
+
+// ioctl(2) is variadic in C. On x86-64 SysV a variadic callee only uses %al
+// to decide whether to spill vector registers, and no vector argument is ever
+// passed here, so fixed prototypes are ABI-safe and let koffi skip the slower
+// variadic path. Two shapes: a pointer argument and an integer argument.
+export const ioctlPtr = libc.func('ioctl', 'int', ['int', 'unsigned long', 'void *']) as (
+  fd: number,
+  req: number,
+  arg: Uint8Array | null,
+) => number;
+export const ioctlInt = libc.func('ioctl', 'int', ['int', 'unsigned long', 'unsigned long']) as (
+  fd: number,
+  req: number,
+  arg: number,
+) => number;
+/** ioctl whose argument is a raw address (bigint), e.g. a buffer inside a mapping. */
+export const ioctlAddr = libc.func('ioctl', 'int', ['int', 'unsigned long', 'uintptr_t']) as (
+  fd: number,
+  req: number,
+  arg: bigint,
+) => number;
+
+export const open = libc.func('int open(const char *path, int flags)') as (path: string, flags: number) => number;
+export const close = libc.func('int close(int fd)') as (fd: number) => number;
+export const read = libc.func('long read(int fd, void *buf, size_t count)') as (
+  fd: number,
+  buf: Uint8Array,
+  count: number,
+) => number;
+export const write = libc.func('long write(int fd, void *buf, size_t count)') as (
+  fd: number,
+  buf: Uint8Array,
+  count: number,
+) => number;
+export const mmap = libc.func('uintptr_t mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, int64_t off)') as (
+  addr: bigint,
+  len: number,
+  prot: number,
+  flags: number,
+  fd: number,
+  off: number,
+) => bigint;
+export const munmap = libc.func('int munmap(uintptr_t addr, size_t len)') as (addr: bigint, len: number) => number;
+export const mprotect = libc.func('int mprotect(uintptr_t addr, size_t len, int prot)') as (
+  addr: bigint,
+  len: number,
+  prot: number,
+) => number;
+export const madvise = libc.func('int madvise(uintptr_t addr, size_t len, int advice)') as (
+  addr: bigint,
+  len: number,
+  advice: number,
+) => number;
+export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (init: number, flags: number) => number;
+const syscall3 = libc.func('syscall', 'long', ['long', 'long', 'long', 'long']) as (
+  nr: number,
+  a: number,
+  b: number,
+  c: number,
+) => number;
+const getpidFn = libc.func('int getpid()') as () => number;
+const strerrorFn = libc.func('const char *strerror(int errnum)') as (e: number) => string;
+
+const SYS_gettid = 186;
+const SYS_tgkill = 234;
+
+/** Kernel thread id of the calling thread (each worker_thread is its own kernel thread). */
+export function gettid(): number {
+  return syscall3(SYS_gettid, 0, 0, 0);
+}
+
+/** Send `sig` to one thread of this process; used to kick a vCPU thread out of KVM_RUN. */
+export function tgkill(tid: number, sig: number): number {
+  return syscall3(SYS_tgkill, getpidFn(), tid, sig);
+}
+
+export function errno(): number {
+  return koffi.errno();
+}
+
+export function strerror(e: number): string {
+  return strerrorFn(e);
+}
+
+const errnoNames = new Map<number, string>(
+  Object.entries(koffi.os.errno as Record<string, number>).map(([name, n]) => [n, name]),
+);
+
+export function errnoName(e: number): string {
+  return errnoNames.get(e) ?? `errno ${e}`;
+}
+
+/** A view over native memory. The caller guarantees the mapping outlives every use of the view. */
+export function view(addr: bigint, len: number): ArrayBuffer {
+  return koffi.view(addr, len) as ArrayBuffer;
+}
+
+export const O_RDWR = 0o2;
+export const O_CLOEXEC = 0o2000000;
+export const PROT_NONE = 0;
+export const PROT_READ = 1;
+export const PROT_WRITE = 2;
+export const PROT_EXEC = 4;
+export const MAP_SHARED = 0x01;
+export const MAP_PRIVATE = 0x02;
+export const MAP_ANONYMOUS = 0x20;
+export const MAP_NORESERVE = 0x4000;
+export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
+export const MADV_DONTDUMP = 16;
+export const EFD_CLOEXEC = 0o2000000;
+export const EFD_NONBLOCK = 0o4000;
+export const EINTR = 4;
+export const EAGAIN = 11;
