@@ -1,0 +1,81 @@
+// This Source Code Form is subject to the terms of the Mozilla Public
+// License, v. 2.0. If a copy of the MPL was not distributed with this
+// file, You can obtain one at https://mozilla.org/MPL/2.0/.
+
+// How one device is present on several threads.
+//
+// Exits are handled on the vCPU thread that took them (a cross-thread hop
+// costs ~7 exits), so every vCPU worker holds its own instance of every
+// device. The instances share their state through SharedArrayBuffers named
+// in a `DeviceDescriptor`, and serialise access with a `SharedMutex` in that
+// state. The main thread holds one more instance for the host side: console
+// input, lifecycle calls and state export/import.
+//
+// A descriptor is structured-cloneable (it travels in workerData); a worker
+// re-creates the device with `import(descriptor.module)[descriptor.export]
+// .attach(descriptor, host)`.
+
+import type { Lifecycle } from './lifecycle.js';
+import type { MmioBus, PioBus } from './pio.js';
+import type { GuestMemory } from './vmm/memory.js';
+
+/** One interrupt input of the platform (an ISA IRQ or a GSI of the IOAPIC). */
+export interface IrqLine {
+  readonly gsi: number;
+  set(level: boolean): void;
+  /** An edge: assert then deassert. */
+  pulse(): void;
+}
+
+/** Requests a guest makes of the whole machine (through a device or a vCPU). */
+export interface GuestEvents {
+  /** The guest powered off or asked to exit; `status` is the exit status it asked for, if any. */
+  halt(reason: string, status?: number): void;
+  reset(reason: string): void;
+}
+
+/** What a device instance is given on the thread where it lives. */
+export interface DeviceHost {
+  readonly thread: 'main' | 'vcpu';
+  readonly vcpuId: number | undefined;
+  readonly pio: PioBus;
+  readonly mmio: MmioBus;
+  readonly mem: GuestMemory;
+  readonly events: GuestEvents;
+  irqLine(gsi: number): IrqLine;
+}
+
+export interface DeviceDescriptor {
+  /** Module URL exporting the device class. */
+  readonly module: string;
+  /** Name of the class export; it has a static `attach(desc, host)`. */
+  readonly export: string;
+  /** Device key, e.g. `com1`. */
+  readonly name: string;
+  /** Shared buffers and parameters, as the class defines them. */
+  readonly shared: unknown;
+}
+
+export interface DeviceClass<T> {
+  attach(desc: DeviceDescriptor, host: DeviceHost): T;
+}
+
+/** A device the machine manages: present on every thread, with a lifecycle. */
+export interface MachineDevice extends Lifecycle {
+  readonly name: string;
+  readonly descriptor: DeviceDescriptor;
+}
+
+export class DeviceAttachError extends Error {
+  readonly code = 'DEVICE_ATTACH';
+}
+
+/** Re-create a device from its descriptor on this thread. */
+export async function attachFromDescriptor(desc: DeviceDescriptor, host: DeviceHost): Promise<unknown> {
+  const mod = (await import(desc.module)) as Record<string, unknown>;
+  const cls = mod[desc.export] as Partial<DeviceClass<unknown>> | undefined;
+  if (typeof cls?.attach !== 'function') {
+    throw new DeviceAttachError(`device ${desc.name}: ${desc.module} has no attachable export ${desc.export}`);
+  }
+  return cls.attach(desc, host);
+}

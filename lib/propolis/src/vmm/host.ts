@@ -1,0 +1,77 @@
+// This Source Code Form is subject to the terms of the Mozilla Public
+// License, v. 2.0. If a copy of the MPL was not distributed with this
+// file, You can obtain one at https://mozilla.org/MPL/2.0/.
+
+// The per-thread environment devices attach to (device.ts's DeviceHost):
+// buses, guest memory views, IRQ lines and a channel for guest events.
+//
+// Threading: one ThreadHost per thread; nothing here is shared except the
+// kernel objects behind the fds and the guest memory mappings.
+
+import { VmFd } from '../../../kvm/src/index.js';
+import * as libc from '../../../kvm/src/libc.js';
+import type { DeviceHost, GuestEvents, IrqLine } from '../device.js';
+import { MmioBus, PioBus } from '../pio.js';
+import { GuestMemory, type MemRegion } from './memory.js';
+import type { MemoryLayoutEntry } from './vcpu-control.js';
+
+/** Views are made at most this long: V8 typed arrays stay well inside their limits. */
+const VIEW_CHUNK = 1 << 30;
+
+/**
+ * Guest memory over the Machine's mappings. The views stay valid while the
+ * Machine lives: it unmaps guest memory only after all vCPU workers exited.
+ */
+export function memoryFromLayout(layout: MemoryLayoutEntry[]): GuestMemory {
+  const regions: MemRegion[] = [];
+  for (const e of layout) {
+    for (let off = 0; off < e.size; off += VIEW_CHUNK) {
+      const len = Math.min(VIEW_CHUNK, e.size - off);
+      const bytes = new Uint8Array(libc.view(e.hostAddr + BigInt(off), len));
+      regions.push({ gpa: e.gpa + off, size: len, prot: e.prot, bytes });
+    }
+  }
+  return new GuestMemory(regions);
+}
+
+class KvmIrqLine implements IrqLine {
+  constructor(
+    private readonly vm: VmFd,
+    readonly gsi: number,
+  ) {}
+
+  set(level: boolean): void {
+    this.vm.irqLine(this.gsi, level);
+  }
+
+  pulse(): void {
+    this.vm.irqLine(this.gsi, true);
+    this.vm.irqLine(this.gsi, false);
+  }
+}
+
+export class ThreadHost implements DeviceHost {
+  readonly pio = new PioBus();
+  readonly mmio = new MmioBus();
+  private readonly lines = new Map<number, IrqLine>();
+  private readonly vm: VmFd;
+
+  constructor(
+    readonly thread: 'main' | 'vcpu',
+    readonly vcpuId: number | undefined,
+    vmFd: number,
+    readonly mem: GuestMemory,
+    readonly events: GuestEvents,
+  ) {
+    this.vm = VmFd.fromRaw(vmFd);
+  }
+
+  irqLine(gsi: number): IrqLine {
+    let l = this.lines.get(gsi);
+    if (!l) {
+      l = new KvmIrqLine(this.vm, gsi);
+      this.lines.set(gsi, l);
+    }
+    return l;
+  }
+}

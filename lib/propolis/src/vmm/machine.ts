@@ -1,0 +1,442 @@
+// This Source Code Form is subject to the terms of the Mozilla Public
+// License, v. 2.0. If a copy of the MPL was not distributed with this
+// file, You can obtain one at https://mozilla.org/MPL/2.0/.
+
+// The Machine: one KVM VM with its guest memory, bootrom, devices and vCPU
+// worker threads (Propolis's `Machine`).
+//
+// Threading: a Machine lives on the main thread, which owns its lifecycle:
+// create → addDevice… → start → (pause/resume)… → destroy. vCPU workers run
+// `vcpu-worker.ts`; they attach their own instances of the devices added
+// here, so devices must be added before `start`. Guest events from any
+// vCPU arrive as messages and are delivered to `onEvent` listeners on the
+// main thread. Guest memory and kvm_run mappings are unmapped in `destroy`,
+// only after every worker has exited, so no view outlives its mapping.
+
+import { Worker } from 'node:worker_threads';
+import {
+  Kvm,
+  KVM_CAP_IMMEDIATE_EXIT,
+  KVM_CAP_IRQCHIP,
+  KVM_CAP_MAX_VCPUS,
+  KVM_CAP_NR_VCPUS,
+  KVM_CAP_PIT2,
+  KVM_MEM_READONLY,
+  KVM_PIT_SPEAKER_DUMMY,
+  KvmUnavailableError,
+  VmFd,
+  type VcpuFd,
+} from '../../../kvm/src/index.js';
+import * as libc from '../../../kvm/src/libc.js';
+import { KvmRun } from '../../../kvm/src/structs.js';
+import type { DeviceClass, DeviceDescriptor, GuestEvents, MachineDevice } from '../device.js';
+import { PayloadOffers, type Payload } from '../migrate.js';
+import { specializeCpuid } from './cpuid.js';
+import { memoryFromLayout, ThreadHost } from './host.js';
+import { Prot, type GuestMemory } from './memory.js';
+import {
+  CTL_ACK,
+  CTL_GEN,
+  CTL_REQ,
+  CTL_WORDS,
+  REQ_EXIT,
+  REQ_PAUSE,
+  REQ_RUN,
+  STAT,
+  STAT_WORDS,
+  type MemoryLayoutEntry,
+  type VcpuMessage,
+  type VcpuWorkerData,
+} from './vcpu-control.js';
+
+export const MiB = 1024 * 1024;
+export const GiB = 1024 * MiB;
+
+/** Guest memory map, as Propolis lays it out (see docs/architecture.md). */
+export const LAYOUT = {
+  lowmemTop: 3 * GiB,
+  highmemBase: 4 * GiB,
+  romBase: 0xffe0_0000,
+  romSize: 2 * MiB,
+  /** Three pages the kernel needs for real-mode emulation on Intel (TSS), in the MMIO hole. */
+  tssAddr: 0xfeff_d000,
+  identityMapAddr: 0xfeff_c000,
+} as const;
+
+export const MAX_VCPUS = 32;
+
+export class MachineConfigError extends Error {
+  readonly code = 'MACHINE_CONFIG';
+}
+
+export interface MachineConfig {
+  name: string;
+  cpus: number;
+  memoryMiB: number;
+  /** Firmware image, mapped read-only so that it ends at 4 GiB. */
+  bootrom: Uint8Array;
+  /** /dev/kvm path (tests point it elsewhere to check the error). */
+  kvmPath?: string;
+}
+
+export type MachineEvent =
+  | { type: 'halt'; vcpu: number; reason: string; status?: number }
+  | { type: 'reset'; vcpu: number; reason: string }
+  | { type: 'failure'; vcpu: number; reason: string };
+
+export interface ExitStats {
+  io: number;
+  mmio: number;
+  intr: number;
+  hlt: number;
+  shutdown: number;
+  systemEvent: number;
+  failure: number;
+  other: number;
+  deviceErrors: number;
+  unclaimedPio: number;
+  unclaimedMmio: number;
+}
+
+interface VcpuSlot {
+  fd: VcpuFd;
+  runAddr: bigint;
+  ctl: Int32Array;
+  stats: Float64Array;
+  worker?: Worker;
+  tid?: number;
+}
+
+interface Mapping {
+  addr: bigint;
+  size: number;
+}
+
+function validate(cfg: MachineConfig): void {
+  if (!Number.isInteger(cfg.cpus) || cfg.cpus < 1 || cfg.cpus > MAX_VCPUS) {
+    throw new MachineConfigError(`cpus must be an integer from 1 to ${MAX_VCPUS}, got ${cfg.cpus}`);
+  }
+  if (!Number.isInteger(cfg.memoryMiB) || cfg.memoryMiB < 2) {
+    throw new MachineConfigError(`memory must be a whole number of MiB, at least 2, got ${cfg.memoryMiB}`);
+  }
+  if (cfg.memoryMiB > 1024 * 1024) throw new MachineConfigError(`memory ${cfg.memoryMiB} MiB is more than 1 TiB`);
+  const n = cfg.bootrom.byteLength;
+  if (n === 0 || n % 4096 !== 0 || n > LAYOUT.romSize) {
+    throw new MachineConfigError(
+      `bootrom must be a non-empty multiple of 4 KiB, at most ${LAYOUT.romSize / MiB} MiB; it is ${n} bytes`,
+    );
+  }
+}
+
+function mapAnon(size: number, what: string): bigint {
+  const addr = libc.mmap(
+    0n,
+    size,
+    libc.PROT_READ | libc.PROT_WRITE,
+    libc.MAP_SHARED | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE,
+    -1,
+    0,
+  );
+  if (addr === libc.MAP_FAILED) {
+    const e = libc.errno();
+    throw new MachineConfigError(`cannot map ${what} (${size} bytes): ${libc.errnoName(e)} (${libc.strerror(e)})`);
+  }
+  return addr;
+}
+
+const noop = (): void => {};
+
+export class Machine {
+  readonly mem: GuestMemory;
+  private readonly host: ThreadHost;
+  private readonly vcpus: VcpuSlot[] = [];
+  private readonly mappings: Mapping[] = [];
+  private readonly layout: MemoryLayoutEntry[] = [];
+  private readonly devices: MachineDevice[] = [];
+  private readonly listeners: ((e: MachineEvent) => void)[] = [];
+  private started = false;
+  private destroyed = false;
+
+  private constructor(
+    readonly config: MachineConfig,
+    private readonly kvm: Kvm,
+    readonly vm: VmFd,
+  ) {
+    const events: GuestEvents = {
+      halt: (reason, status) => this.emit({ type: 'halt', vcpu: -1, reason, ...(status === undefined ? {} : { status }) }),
+      reset: (reason) => this.emit({ type: 'reset', vcpu: -1, reason }),
+    };
+    try {
+      this.setupMemory();
+      this.setupPlatform();
+    } catch (e) {
+      this.releaseResources();
+      throw e;
+    }
+    this.mem = memoryFromLayout(this.layout);
+    this.host = new ThreadHost('main', undefined, vm.fd, this.mem, events);
+  }
+
+  /** Create the VM: memory, bootrom, in-kernel irqchip and PIT, vCPUs (not yet running). */
+  static create(config: MachineConfig): Machine {
+    validate(config);
+    const kvm = Kvm.open(config.kvmPath);
+    for (const [cap, name] of [
+      [KVM_CAP_IRQCHIP, 'KVM_CAP_IRQCHIP'],
+      [KVM_CAP_PIT2, 'KVM_CAP_PIT2'],
+      [KVM_CAP_IMMEDIATE_EXIT, 'KVM_CAP_IMMEDIATE_EXIT'],
+    ] as const) {
+      if (kvm.checkExtension(cap) <= 0) {
+        kvm.close();
+        throw new KvmUnavailableError(`this host's KVM lacks ${name}, which the VMM needs`);
+      }
+    }
+    const maxVcpus = kvm.checkExtension(KVM_CAP_MAX_VCPUS) || kvm.checkExtension(KVM_CAP_NR_VCPUS);
+    if (config.cpus > maxVcpus) {
+      kvm.close();
+      throw new MachineConfigError(`cpus = ${config.cpus} is more than this host's KVM allows (${maxVcpus})`);
+    }
+    let vm: VmFd;
+    try {
+      vm = kvm.createVm();
+    } catch (e) {
+      kvm.close();
+      throw e;
+    }
+    return new Machine(config, kvm, vm);
+  }
+
+  private map(gpa: number, size: number, prot: Prot, slot: number, what: string): bigint {
+    const addr = mapAnon(size, what);
+    this.mappings.push({ addr, size });
+    libc.madvise(addr, size, libc.MADV_DONTDUMP);
+    this.vm.setUserMemoryRegion(slot, BigInt(gpa), BigInt(size), addr, prot === Prot.Read ? KVM_MEM_READONLY : 0);
+    this.layout.push({ gpa, size, hostAddr: addr, prot });
+    return addr;
+  }
+
+  private setupMemory(): void {
+    const total = this.config.memoryMiB * MiB;
+    const low = Math.min(total, LAYOUT.lowmemTop);
+    this.map(0, low, Prot.ReadWrite, 0, 'low guest RAM');
+    if (total > low) this.map(LAYOUT.highmemBase, total - low, Prot.ReadWrite, 1, 'high guest RAM');
+    // The bootrom sits right-aligned in the 2 MiB ROM window below 4 GiB, so
+    // its last byte is at 0xFFFF_FFFF and the reset vector 16 bytes before.
+    const romAddr = this.map(LAYOUT.romBase, LAYOUT.romSize, Prot.Read, 2, 'bootrom');
+    const rom = new Uint8Array(libc.view(romAddr, LAYOUT.romSize));
+    rom.set(this.config.bootrom, LAYOUT.romSize - this.config.bootrom.byteLength);
+  }
+
+  private setupPlatform(): void {
+    this.vm.setTssAddr(LAYOUT.tssAddr);
+    this.vm.setIdentityMapAddr(BigInt(LAYOUT.identityMapAddr));
+    this.vm.createIrqchip();
+    this.vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
+    const supported = this.kvm.supportedCpuid();
+    const runSize = this.kvm.vcpuMmapSize();
+    for (let id = 0; id < this.config.cpus; id++) {
+      const fd = this.vm.createVcpu(id);
+      fd.setCpuid(specializeCpuid(supported, id, this.config.cpus));
+      const runAddr = fd.mapRun(runSize);
+      this.mappings.push({ addr: runAddr, size: runSize });
+      const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS));
+      ctl[CTL_REQ] = REQ_PAUSE;
+      this.vcpus.push({ fd, runAddr, ctl, stats: new Float64Array(new SharedArrayBuffer(8 * STAT_WORDS)) });
+    }
+  }
+
+  get cpus(): number {
+    return this.vcpus.length;
+  }
+
+  /** Add a device from its descriptor; returns the main thread's instance. Only before `start`. */
+  addDevice<T extends MachineDevice>(cls: DeviceClass<T>, desc: DeviceDescriptor): T {
+    if (this.started) throw new Error(`cannot add device ${desc.name} after the machine started`);
+    if (this.devices.some((d) => d.name === desc.name)) {
+      throw new MachineConfigError(`device name ${desc.name} is used twice`);
+    }
+    const dev = cls.attach(desc, this.host);
+    this.devices.push(dev);
+    return dev;
+  }
+
+  device(name: string): MachineDevice | undefined {
+    return this.devices.find((d) => d.name === name);
+  }
+
+  onEvent(fn: (e: MachineEvent) => void): void {
+    this.listeners.push(fn);
+  }
+
+  private emit(e: MachineEvent): void {
+    for (const fn of this.listeners) fn(e);
+  }
+
+  /** Start device lifecycles and the vCPU threads; resolves once every vCPU is running. */
+  async start(): Promise<void> {
+    if (this.started) throw new Error('machine already started');
+    this.started = true;
+    for (const d of this.devices) await d.start?.();
+    // SIGUSR2 kicks vCPU threads out of KVM_RUN. A JS listener makes Node
+    // install a process-wide handler, so the signal interrupts the ioctl
+    // (EINTR) instead of killing the process.
+    process.on('SIGUSR2', noop);
+    const runSize = this.kvm.vcpuMmapSize();
+    const url = new URL('./vcpu-worker.js', import.meta.url);
+    const ready = this.vcpus.map(
+      (slot, id) =>
+        new Promise<void>((resolve, reject) => {
+          const wd: VcpuWorkerData = {
+            id,
+            vmFd: this.vm.fd,
+            vcpuFd: slot.fd.fd,
+            runAddr: slot.runAddr,
+            runSize,
+            memory: this.layout,
+            devices: this.devices.map((d) => d.descriptor),
+            ctl: slot.ctl.buffer as SharedArrayBuffer,
+            stats: slot.stats.buffer as SharedArrayBuffer,
+          };
+          const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
+          slot.worker = w;
+          w.on('message', (m: VcpuMessage) => {
+            if (m.type === 'ready') {
+              slot.tid = m.tid;
+              resolve();
+            } else this.onVcpuMessage(m);
+          });
+          w.on('error', (err) => {
+            reject(err);
+            this.emit({ type: 'failure', vcpu: id, reason: `vCPU ${id} thread error: ${err.message}` });
+          });
+          w.on('exit', () => reject(new Error(`vCPU ${id} thread exited during start-up`)));
+        }),
+    );
+    await Promise.all(ready);
+    await this.request(REQ_RUN);
+  }
+
+  private onVcpuMessage(m: VcpuMessage): void {
+    switch (m.type) {
+      case 'halt':
+        this.emit({ type: 'halt', vcpu: m.id, reason: m.reason, ...(m.status === undefined ? {} : { status: m.status }) });
+        return;
+      case 'reset':
+        this.emit({ type: 'reset', vcpu: m.id, reason: m.reason });
+        return;
+      case 'failure':
+        this.emit({ type: 'failure', vcpu: m.id, reason: m.reason });
+        return;
+      case 'log':
+        console.error(`[vcpu ${m.id}] ${m.level}: ${m.msg}`);
+        return;
+      case 'ready':
+        return;
+    }
+  }
+
+  /** Make a vCPU leave KVM_RUN now (see vcpu-control.ts). */
+  private kick(slot: VcpuSlot): void {
+    // The run page is mapped by us and outlives the worker.
+    const run = new Uint8Array(libc.view(slot.runAddr, 8));
+    run[KvmRun.fields.immediateExit.offset] = 1;
+    if (slot.tid !== undefined) libc.tgkill(slot.tid, 12 /* SIGUSR2 */);
+  }
+
+  /** Send one request to every vCPU and wait until each has acted on it (or exited). */
+  private async request(req: number): Promise<void> {
+    const gens = this.vcpus.map((slot) => {
+      Atomics.store(slot.ctl, CTL_REQ, req);
+      const gen = Atomics.add(slot.ctl, CTL_GEN, 1) + 1;
+      Atomics.notify(slot.ctl, CTL_GEN);
+      if (req !== REQ_RUN) this.kick(slot);
+      return gen;
+    });
+    await Promise.all(
+      this.vcpus.map(async (slot, i) => {
+        for (;;) {
+          const ack = Atomics.load(slot.ctl, CTL_ACK);
+          if (ack >= (gens[i] as number) || !slot.worker) return;
+          const r = Atomics.waitAsync(slot.ctl, CTL_ACK, ack, 100);
+          if (r.async) await r.value;
+        }
+      }),
+    );
+  }
+
+  /** Stop every vCPU at an instruction boundary. Devices are paused after. */
+  async pause(): Promise<void> {
+    await this.request(REQ_PAUSE);
+    for (const d of this.devices) d.pause?.();
+  }
+
+  async resume(): Promise<void> {
+    for (const d of this.devices) d.resume?.();
+    await this.request(REQ_RUN);
+  }
+
+  /** Export every device's state (vCPUs must be paused for a consistent image). */
+  exportDevices(): { name: string; payloads: Payload[] }[] {
+    const out: { name: string; payloads: Payload[] }[] = [];
+    for (const d of this.devices) {
+      const m = d.migrate();
+      if (m === 'non-migratable') throw new Error(`device ${d.name} cannot be migrated`);
+      if (m === 'empty') continue;
+      out.push({ name: d.name, payloads: m.export() });
+    }
+    return out;
+  }
+
+  importDevices(states: { name: string; payloads: Payload[] }[]): void {
+    for (const s of states) {
+      const d = this.device(s.name);
+      if (!d) throw new Error(`no device named ${s.name}`);
+      const m = d.migrate();
+      if (m === 'non-migratable' || m === 'empty') throw new Error(`device ${s.name} takes no state`);
+      m.import(new PayloadOffers(s.payloads));
+    }
+  }
+
+  stats(): ExitStats[] {
+    return this.vcpus.map((v) => {
+      const s = v.stats;
+      const out = {} as ExitStats;
+      for (const [k, i] of Object.entries(STAT)) out[k as keyof ExitStats] = s[i] as number;
+      return out;
+    });
+  }
+
+  /** Stop all vCPU threads and devices and release the VM. Idempotent. */
+  async destroy(): Promise<void> {
+    if (this.destroyed) return;
+    this.destroyed = true;
+    if (this.started) {
+      await this.request(REQ_EXIT);
+      await Promise.all(
+        this.vcpus.map(
+          (v) =>
+            new Promise<void>((resolve) => {
+              if (!v.worker) return resolve();
+              v.worker.once('exit', () => resolve());
+              // A worker stuck in device code would block teardown forever; it has
+              // had its chance to exit cleanly above.
+              setTimeout(() => void v.worker?.terminate(), 2000).unref();
+            }),
+        ),
+      );
+      process.off('SIGUSR2', noop);
+    }
+    for (const d of this.devices) d.halt?.();
+    this.releaseResources();
+  }
+
+  private releaseResources(): void {
+    for (const v of this.vcpus) v.fd.close();
+    this.vm.close();
+    this.kvm.close();
+    // Every view over these mappings belonged to exited workers or to this
+    // object, which must not be used after destroy.
+    for (const m of this.mappings) libc.munmap(m.addr, m.size);
+    this.mappings.length = 0;
+  }
+}
