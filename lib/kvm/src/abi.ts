@@ -84,8 +84,10 @@ function snakeCase(name: string): string {
 
 /**
  * Declare a kernel struct. Field C paths default to the snake_case of their
- * key (`guestPhysAddr` → `guest_phys_addr`). Overlapping or out-of-bounds
- * fields are a declaration bug and throw at module load.
+ * key (`guestPhysAddr` → `guest_phys_addr`). An out-of-bounds field is a
+ * declaration bug and throws at module load. Fields may overlap: members of
+ * a C union (the exit payloads of `kvm_run`) share offsets by design; the
+ * header check is what catches a field at the wrong place.
  */
 export function struct<F extends Record<string, Field>>(cName: string, size: number, fields: F): StructDef<F> {
   for (const [key, f] of Object.entries(fields)) {
@@ -98,7 +100,13 @@ export function struct<F extends Record<string, Field>>(cName: string, size: num
 }
 
 type ValueOf<F extends Field> =
-  F extends ScalarField<infer K> ? (K extends 'u64' | 'i64' ? bigint : number) : F extends BytesField ? Uint8Array : never;
+  F extends ScalarField<infer K>
+    ? K extends 'u64' | 'i64'
+      ? bigint
+      : number
+    : F extends BytesField
+      ? Uint8Array
+      : never;
 
 /**
  * A struct instance over a byte buffer: the buffer is what gets passed to

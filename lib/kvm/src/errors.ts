@@ -28,8 +28,8 @@ export class KvmError extends Error {
 /** /dev/kvm missing, unreadable, or of an unsupported API version. */
 export class KvmUnavailableError extends Error {
   readonly code = 'KVM_UNAVAILABLE';
-  constructor(message: string) {
-    super(message);
+  constructor(message: string, options?: ErrorOptions) {
+    super(message, options);
     this.name = 'KvmUnavailableError';
   }
 }

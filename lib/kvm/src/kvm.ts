@@ -70,15 +70,21 @@ export class Kvm {
     if (fd < 0) {
       const e = libc.errno();
       const why =
-        e === 2
+        e === libc.ENOENT
           ? `${path} does not exist: this host has no KVM (load the kvm module or run on a host with virtualization)`
-          : e === 13 || e === 1
+          : e === libc.EACCES || e === libc.EPERM
             ? `${path} is not accessible to this user (run as root or join the group owning ${path})`
             : `cannot open ${path}: ${libc.errnoName(e)} (${libc.strerror(e)})`;
       throw new KvmUnavailableError(why);
     }
     const kvm = new Kvm(fd);
-    const version = kvm.apiVersion();
+    let version: number;
+    try {
+      version = kvm.apiVersion();
+    } catch (err) {
+      libc.close(fd);
+      throw new KvmUnavailableError(`${path} is not a KVM device: ${(err as Error).message}`, { cause: err });
+    }
     if (version !== KVM_API_VERSION) {
       libc.close(fd);
       throw new KvmUnavailableError(`${path} speaks KVM API ${version}; this VMM needs ${KVM_API_VERSION}`);
@@ -116,7 +122,7 @@ export class Kvm {
       const count = new StructBuf(S.KvmMsrList, buf).get('nmsrs');
       if (ret < 0) {
         const e = libc.errno();
-        if (e === 7 /* E2BIG */ && count > n) {
+        if (e === libc.E2BIG && count > n) {
           n = count;
           continue;
         }
@@ -317,6 +323,8 @@ export class VmFd {
   }
 
   enableCap(cap: number, args: bigint[] = []): void {
+    const maxArgs = S.KvmEnableCap.fields.args.size / 8;
+    if (args.length > maxArgs) throw new RangeError(`KVM_ENABLE_CAP takes at most ${maxArgs} args, got ${args.length}`);
     const b = alloc(S.KvmEnableCap).set('cap', cap);
     args.forEach((a, i) => b.view.setBigUint64(S.KvmEnableCap.fields.args.offset + i * 8, a, true));
     ioctlStruct(this.fd, I.KVM_ENABLE_CAP, b);
@@ -396,6 +404,11 @@ export class VcpuFd {
     ioctlStruct(this.fd, I.KVM_SET_SREGS, sregs);
   }
 
+  /**
+   * KVM_GET_FPU. The kernel does not fill in `mxcsr` (it reads back as 0), and
+   * KVM_GET_XSAVE may not show what KVM_SET_FPU wrote; save and restore
+   * FPU/SSE state through getXsave/setXsave, not these.
+   */
   getFpu(): StructBuf<typeof S.KvmFpu.fields> {
     const b = alloc(S.KvmFpu);
     ioctlStruct(this.fd, I.KVM_GET_FPU, b);

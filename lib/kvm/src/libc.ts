@@ -47,14 +47,24 @@ export const write = libc.func('long write(int fd, void *buf, size_t count)') as
   buf: Uint8Array,
   count: number,
 ) => number;
-export const mmap = libc.func('uintptr_t mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, int64_t off)') as (
+const mmapRaw = libc.func('uintptr_t mmap(uintptr_t addr, size_t len, int prot, int flags, int fd, int64_t off)') as (
   addr: bigint,
   len: number,
   prot: number,
   flags: number,
   fd: number,
   off: number,
-) => bigint;
+) => number | bigint;
+
+/**
+ * mmap(2); returns `MAP_FAILED` on error. koffi hands back a 64-bit integer
+ * as a Number when it is a safe integer (every user-space address) and as a
+ * BigInt otherwise (MAP_FAILED), so the result is normalised to bigint here:
+ * callers do bigint arithmetic on addresses and compare with `MAP_FAILED`.
+ */
+export function mmap(addr: bigint, len: number, prot: number, flags: number, fd: number, off: number): bigint {
+  return BigInt(mmapRaw(addr, len, prot, flags, fd, off));
+}
 export const munmap = libc.func('int munmap(uintptr_t addr, size_t len)') as (addr: bigint, len: number) => number;
 export const mprotect = libc.func('int mprotect(uintptr_t addr, size_t len, int prot)') as (
   addr: bigint,
@@ -66,7 +76,10 @@ export const madvise = libc.func('int madvise(uintptr_t addr, size_t len, int ad
   len: number,
   advice: number,
 ) => number;
-export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (init: number, flags: number) => number;
+export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)') as (
+  init: number,
+  flags: number,
+) => number;
 const syscall3 = libc.func('syscall', 'long', ['long', 'long', 'long', 'long']) as (
   nr: number,
   a: number,
@@ -124,5 +137,9 @@ export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 export const MADV_DONTDUMP = 16;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
+export const EPERM = 1;
+export const ENOENT = 2;
 export const EINTR = 4;
+export const E2BIG = 7;
 export const EAGAIN = 11;
+export const EACCES = 13;

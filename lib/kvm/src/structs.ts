@@ -51,8 +51,9 @@ export const KvmRun = struct('kvm_run', 2352, {
   exException: u32(32, 'ex.exception'),
   exErrorCode: u32(36, 'ex.error_code'),
   msrError: u8(32, 'msr.error'),
-  msrReason: u32(36, 'msr.reason'),
-  msrIndex: u32(40, 'msr.index'),
+  // `error` is followed by 7 bytes of padding, so `reason` starts at 40.
+  msrReason: u32(40, 'msr.reason'),
+  msrIndex: u32(44, 'msr.index'),
   msrData: u64(48, 'msr.data'),
 });
 
@@ -159,7 +160,6 @@ export const KvmIoeventfd = struct('kvm_ioeventfd', 64, {
   fd: i32(20),
   flags: u32(24),
 });
-
 
 export const KvmMsrList = struct('kvm_msr_list', 4, {
   nmsrs: u32(0),

@@ -1,0 +1,211 @@
+// This Source Code Form is subject to the terms of the Mozilla Public
+// License, v. 2.0. If a copy of the MPL was not distributed with this
+// file, You can obtain one at https://mozilla.org/MPL/2.0/.
+
+// propolis-standalone's TOML configuration, in the seed's format:
+//
+//   [main]      name, cpus, memory (MiB), bootrom, exit_on_halt, exit_on_reboot, …
+//   [dev.<n>]   driver = "…" and the driver's keys
+//
+// Every key is checked: an unknown key, a wrong type or a value out of range
+// is a ConfigError naming the file, the table and the key. Keys and drivers
+// the seed has but this VMM does not implement yet are refused by name
+// rather than silently ignored.
+
+import { readFileSync } from 'node:fs';
+import { parse, TomlError } from 'smol-toml';
+
+export class ConfigError extends Error {
+  constructor(
+    readonly code: 'CONFIG_READ' | 'CONFIG_SYNTAX' | 'CONFIG_KEY' | 'CONFIG_VALUE' | 'CONFIG_UNSUPPORTED',
+    message: string,
+    options?: { cause?: unknown },
+  ) {
+    super(message, options);
+    this.name = 'ConfigError';
+  }
+}
+
+export interface DebugExitDev {
+  driver: 'qemu-isa-debug-exit';
+  name: string;
+  iobase: number;
+  iosize: number;
+}
+
+export type DevConfig = DebugExitDev;
+
+export interface StandaloneConfig {
+  main: {
+    name: string;
+    cpus: number;
+    memory: number;
+    bootrom: string;
+    bootromVersion: string | undefined;
+    exitOnHalt: number;
+    exitOnReboot: number | undefined;
+  };
+  devices: DevConfig[];
+}
+
+type Table = Record<string, unknown>;
+
+const MAIN_KEYS = new Set([
+  'name',
+  'cpus',
+  'memory',
+  'bootrom',
+  'bootrom_version',
+  'exit_on_halt',
+  'exit_on_reboot',
+  'use_reservoir',
+  'cpu_binding',
+]);
+/** Seed keys that this VMM does not implement yet; refused by name. */
+const MAIN_NOT_YET = new Set(['cpuid_profile', 'boot_order', 'acpi_variant']);
+const TOP_NOT_YET = new Set(['block_dev', 'cpuid', 'cloudinit']);
+const SEED_DRIVERS_NOT_YET = new Set([
+  'pci-virtio-block',
+  'pci-virtio-viona',
+  'pci-nvme',
+  'qemu-pvpanic',
+  'pci-virtio-socket',
+  'pci-virtio-9p',
+  'softnpu-pci-port',
+  'softnpu-port',
+  'softnpu-p9',
+]);
+
+function isTable(v: unknown): v is Table {
+  return typeof v === 'object' && v !== null && !Array.isArray(v) && !(v instanceof Date);
+}
+
+class Reader {
+  constructor(
+    private readonly file: string,
+    private readonly where: string,
+    private readonly t: Table,
+  ) {}
+
+  private name(key: string): string {
+    return `${this.file}: [${this.where}] ${key}`;
+  }
+
+  str(key: string): string | undefined {
+    const v = this.t[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'string') throw new ConfigError('CONFIG_VALUE', `${this.name(key)} must be a string`);
+    return v;
+  }
+
+  reqStr(key: string): string {
+    const v = this.str(key);
+    if (v === undefined || v === '') throw new ConfigError('CONFIG_KEY', `${this.name(key)} is required`);
+    return v;
+  }
+
+  int(key: string, min: number, max: number): number | undefined {
+    const v = this.t[key];
+    if (v === undefined) return undefined;
+    // smol-toml yields integers as numbers (or bigint beyond 2^53).
+    const n = typeof v === 'bigint' ? Number(v) : v;
+    if (typeof n !== 'number' || !Number.isInteger(n)) {
+      throw new ConfigError('CONFIG_VALUE', `${this.name(key)} must be an integer`);
+    }
+    if (n < min || n > max) {
+      throw new ConfigError('CONFIG_VALUE', `${this.name(key)} = ${n} is out of range (${min}..${max})`);
+    }
+    return n;
+  }
+
+  reqInt(key: string, min: number, max: number): number {
+    const v = this.int(key, min, max);
+    if (v === undefined) throw new ConfigError('CONFIG_KEY', `${this.name(key)} is required`);
+    return v;
+  }
+
+  bool(key: string): boolean | undefined {
+    const v = this.t[key];
+    if (v === undefined) return undefined;
+    if (typeof v !== 'boolean') throw new ConfigError('CONFIG_VALUE', `${this.name(key)} must be true or false`);
+    return v;
+  }
+
+  onlyKeys(allowed: Set<string>, notYet: Set<string> = new Set()): void {
+    for (const k of Object.keys(this.t)) {
+      if (notYet.has(k)) {
+        throw new ConfigError('CONFIG_UNSUPPORTED', `${this.name(k)} is not supported by propolis-ts yet`);
+      }
+      if (!allowed.has(k)) throw new ConfigError('CONFIG_KEY', `${this.name(k)}: unknown key`);
+    }
+  }
+}
+
+/** Parse config text; `file` names it in errors. Paths are kept as written. */
+export function parseConfig(text: string, file: string): StandaloneConfig {
+  let doc: Table;
+  try {
+    doc = parse(text) as Table;
+  } catch (e) {
+    const msg = e instanceof TomlError ? e.message.split('\n')[0] : String(e);
+    const pos = e instanceof TomlError ? ` (line ${e.line}, column ${e.column})` : '';
+    throw new ConfigError('CONFIG_SYNTAX', `${file}: not valid TOML${pos}: ${msg}`, { cause: e });
+  }
+  for (const k of Object.keys(doc)) {
+    if (TOP_NOT_YET.has(k)) throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [${k}] is not supported by propolis-ts yet`);
+    if (k !== 'main' && k !== 'dev') throw new ConfigError('CONFIG_KEY', `${file}: unknown table or key '${k}'`);
+  }
+  const mainT = doc['main'];
+  if (!isTable(mainT)) throw new ConfigError('CONFIG_KEY', `${file}: a [main] table is required`);
+  const m = new Reader(file, 'main', mainT);
+  m.onlyKeys(MAIN_KEYS, MAIN_NOT_YET);
+  if (m.bool('use_reservoir') === true) {
+    throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [main] use_reservoir = true: KVM hosts have no VMM reservoir`);
+  }
+  const binding = m.str('cpu_binding');
+  if (binding !== undefined && binding !== 'any' && binding !== 'upper-half') {
+    throw new ConfigError('CONFIG_VALUE', `${file}: [main] cpu_binding must be "any" or "upper-half"`);
+  }
+  const main = {
+    name: m.reqStr('name'),
+    cpus: m.reqInt('cpus', 1, 32),
+    memory: m.reqInt('memory', 2, 1024 * 1024),
+    bootrom: m.reqStr('bootrom'),
+    bootromVersion: m.str('bootrom_version'),
+    exitOnHalt: m.int('exit_on_halt', 0, 255) ?? 0,
+    exitOnReboot: m.int('exit_on_reboot', 0, 255),
+  };
+
+  const devices: DevConfig[] = [];
+  const devT = doc['dev'];
+  if (devT !== undefined) {
+    if (!isTable(devT)) throw new ConfigError('CONFIG_KEY', `${file}: dev must be a table of [dev.<name>] tables`);
+    for (const [name, body] of Object.entries(devT)) {
+      if (!isTable(body)) throw new ConfigError('CONFIG_KEY', `${file}: [dev.${name}] must be a table`);
+      const r = new Reader(file, `dev.${name}`, body);
+      const driver = r.reqStr('driver');
+      if (driver === 'qemu-isa-debug-exit') {
+        r.onlyKeys(new Set(['driver', 'iobase', 'iosize']));
+        const iosize = r.int('iosize', 1, 4) ?? 1;
+        devices.push({ driver, name, iobase: r.int('iobase', 0, 0x10000 - iosize) ?? 0x501, iosize });
+      } else if (SEED_DRIVERS_NOT_YET.has(driver)) {
+        throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [dev.${name}] driver "${driver}" is not supported by propolis-ts yet`);
+      } else {
+        throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] unknown driver "${driver}"`);
+      }
+    }
+  }
+  return { main, devices };
+}
+
+export function loadConfig(path: string): StandaloneConfig {
+  let text: string;
+  try {
+    text = readFileSync(path, 'utf8');
+  } catch (e) {
+    const err = e as NodeJS.ErrnoException;
+    const why = err.code === 'ENOENT' ? 'no such file' : err.code === 'EISDIR' ? 'is a directory' : err.message;
+    throw new ConfigError('CONFIG_READ', `cannot read config ${path}: ${why}`, { cause: e });
+  }
+  return parseConfig(text, path);
+}
