@@ -125,8 +125,32 @@ function parse(file: string): Parsed {
   return { imports, defaultExports };
 }
 
-/** The repository-relative path a relative specifier points at; undefined for packages. */
+/** Package names of the workspace's own packages (lib/* and bin/* with a package.json) and their directories. */
+function workspacePackages(): Map<string, string> {
+  const out = new Map<string, string>();
+  for (const top of ['lib', 'bin']) {
+    if (!existsSync(join(root, top))) continue;
+    for (const e of readdirSync(join(root, top), { withFileTypes: true })) {
+      const pj = join(root, top, e.name, 'package.json');
+      if (!e.isDirectory() || !existsSync(pj)) continue;
+      const name = (JSON.parse(readFileSync(pj, 'utf8')) as { name?: unknown }).name;
+      if (typeof name === 'string') out.set(name, `${top}/${e.name}`);
+    }
+  }
+  return out;
+}
+
+const PACKAGES = workspacePackages();
+
+/**
+ * The repository-relative path a specifier points at: relative and absolute
+ * paths, and the workspace's own packages by name; undefined for other packages.
+ */
 function resolve(file: string, specifier: string): string | undefined {
+  for (const [name, dir] of PACKAGES) {
+    if (specifier === name) return dir;
+    if (specifier.startsWith(`${name}/`)) return `${dir}/${specifier.slice(name.length + 1)}`;
+  }
   if (!specifier.startsWith('.') && !specifier.startsWith('/')) return undefined;
   if (specifier.startsWith('/')) return relative(root, specifier).split(sep).join('/');
   return posix.normalize(posix.join(posix.dirname(file), specifier));
@@ -154,7 +178,8 @@ function checkImport(file: string, specifier: string): string | undefined {
     if (specifier === 'koffi' || specifier.startsWith('koffi/')) {
       return `the client must not depend on koffi ('${specifier}')`;
     }
-    if (isNodeBuiltin(specifier)) return `the client must not import Node built-ins ('${specifier}'): it runs in browsers`;
+    if (isNodeBuiltin(specifier))
+      return `the client must not import Node built-ins ('${specifier}'): it runs in browsers`;
   }
   return undefined;
 }
@@ -180,7 +205,9 @@ function checkTestPlacement(file: string, all: Set<string>, violations: Violatio
   const hasCode = [...all].some(
     (f) => posix.dirname(f) === dir && f.endsWith('.ts') && !f.endsWith('.test.ts') && !f.endsWith('.d.ts'),
   );
-  if (!hasCode) violations.push({ file, line: 1, message: 'a test file sits beside code: no source file here' });
+  if (!hasCode) {
+    violations.push({ file, line: 1, message: 'no source file beside this test: tests sit beside the code they test' });
+  }
 }
 
 function main(): number {
@@ -205,8 +232,11 @@ function main(): number {
     console.log(`style: ${files.length} files under lib/ and bin/ follow the layering and naming rules`);
     return 0;
   }
+  violations.sort((a, b) => (a.file === b.file ? a.line - b.line : a.file < b.file ? -1 : 1));
   for (const v of violations) console.error(`${v.file}:${v.line}: ${v.message}`);
-  console.error(`\n${violations.length} style violation(s); the rules are in STYLE.md ("Layout shows the architecture").`);
+  console.error(
+    `\n${violations.length} style violation(s); the rules are in STYLE.md ("Layout shows the architecture").`,
+  );
   return 1;
 }
 

@@ -64,6 +64,8 @@ function build(cfg: StandaloneConfig): { machine: Machine; com1: LpcUart } {
     cpus: cfg.main.cpus,
     memoryMiB: cfg.main.memory,
     bootrom: readBootrom(cfg.main.bootrom),
+    // For tests and unusual hosts: where to find the KVM device.
+    kvmPath: process.env['PROPOLIS_KVM_DEVICE'] ?? '/dev/kvm',
   });
   try {
     // Always present, as in the seed: the four COM ports (COM2–4 discard

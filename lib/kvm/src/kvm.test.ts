@@ -14,6 +14,7 @@
 // dropped (go out of scope) before cleanup unmaps their mapping.
 
 import assert from 'node:assert/strict';
+import { readdirSync } from 'node:fs';
 import { test, type TestContext } from 'node:test';
 
 import { readField } from './abi.js';
@@ -121,6 +122,16 @@ test('Kvm.open on a missing device throws KvmUnavailableError naming the path', 
     () => Kvm.open(path),
     (e: unknown) => e instanceof KvmUnavailableError && e.code === 'KVM_UNAVAILABLE' && e.message.includes(path),
   );
+});
+
+test('Kvm.open on a device that is not KVM throws KvmUnavailableError and closes it', () => {
+  const fds = (): number => readdirSync('/proc/self/fd').length;
+  const before = fds();
+  assert.throws(
+    () => Kvm.open('/dev/null'),
+    (e: unknown) => e instanceof KvmUnavailableError && e.message.includes('/dev/null') && e.cause instanceof KvmError,
+  );
+  assert.equal(fds(), before, 'the file descriptor was leaked');
 });
 
 test('system ioctls: API version, kvm_run size, CPUID, MSR list, extensions', (t) => {

@@ -104,6 +104,8 @@ interface VcpuSlot {
   ctl: Int32Array;
   stats: Float64Array;
   worker?: Worker;
+  /** Resolves when the worker thread has exited (registered at spawn, so no exit is missed). */
+  exited?: Promise<void>;
   tid?: number;
 }
 
@@ -299,6 +301,7 @@ export class Machine {
           };
           const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
           slot.worker = w;
+          slot.exited = new Promise<void>((r) => w.once('exit', () => r()));
           w.on('message', (m: VcpuMessage) => {
             if (m.type === 'ready') {
               slot.tid = m.tid;
@@ -413,16 +416,13 @@ export class Machine {
     if (this.started) {
       await this.request(REQ_EXIT);
       await Promise.all(
-        this.vcpus.map(
-          (v) =>
-            new Promise<void>((resolve) => {
-              if (!v.worker) return resolve();
-              v.worker.once('exit', () => resolve());
-              // A worker stuck in device code would block teardown forever; it has
-              // had its chance to exit cleanly above.
-              setTimeout(() => void v.worker?.terminate(), 2000).unref();
-            }),
-        ),
+        this.vcpus.map((v) => {
+          if (!v.worker || !v.exited) return undefined;
+          // A worker stuck in device code would block teardown forever; it has
+          // had its chance to exit cleanly above.
+          const t = setTimeout(() => void v.worker?.terminate(), 2000);
+          return v.exited.finally(() => clearTimeout(t));
+        }),
       );
       process.off('SIGUSR2', noop);
     }
