@@ -62,7 +62,8 @@ export class PioBenchDevice implements MachineDevice, PioHandler {
   }
 
   static describe(n: number, port = PIO_BENCH_PORT): DeviceDescriptor {
-    if (!Number.isInteger(n) || n < 2 || n > 0xffff_ffff) throw new RangeError(`pio-bench: N must be 2..2^32-1, got ${n}`);
+    if (!Number.isInteger(n) || n < 2 || n > 0xffff_ffff)
+      throw new RangeError(`pio-bench: N must be 2..2^32-1, got ${n}`);
     const counters = new SharedArrayBuffer(2 * Float64Array.BYTES_PER_ELEMENT);
     new Float64Array(counters)[N] = n;
     const shared: PioBenchShared = {

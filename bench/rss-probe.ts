@@ -96,7 +96,11 @@ function measure(cpus: number, machine: Machine | undefined, status: number | un
     memoryMiB: machine ? MEMORY_MIB : 0,
     ...(status === undefined ? {} : { status }),
     guestBy,
-    guestMappings: guest.map((e) => ({ start: `0x${e.start.toString(16)}`, size: Number(e.end - e.start), rssKiB: e.rssKiB })),
+    guestMappings: guest.map((e) => ({
+      start: `0x${e.start.toString(16)}`,
+      size: Number(e.end - e.start),
+      rssKiB: e.rssKiB,
+    })),
     totalRssKiB,
     guestRssKiB,
     overheadKiB: totalRssKiB - guestRssKiB,
@@ -117,7 +121,10 @@ async function probe(cpus: number): Promise<RssProbeResult> {
     machine.addDevice(QemuFwCfg, QemuFwCfg.describe({ cpus }));
     machine.addDevice(QemuDebugExit, QemuDebugExit.describe('exit'));
     const halted = new Promise<number>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new Error(`smp.rom did not halt within ${HALT_TIMEOUT_MS} ms`)), HALT_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new Error(`smp.rom did not halt within ${HALT_TIMEOUT_MS} ms`)),
+        HALT_TIMEOUT_MS,
+      );
       machine.onEvent((e: MachineEvent) => {
         clearTimeout(timer);
         if (e.type === 'halt' && e.status !== undefined) resolve(e.status);

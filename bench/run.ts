@@ -84,7 +84,10 @@ async function runOurs(bootrom: Uint8Array, n: number): Promise<PioRun> {
     const dev = machine.addDevice(PioBenchDevice, PioBenchDevice.describe(n));
     machine.addDevice(QemuDebugExit, QemuDebugExit.describe('exit'));
     const halted = new Promise<number | undefined>((resolve, reject) => {
-      const timer = setTimeout(() => reject(new BenchError(`pio-bench did not halt within ${RUN_TIMEOUT_MS} ms`)), RUN_TIMEOUT_MS);
+      const timer = setTimeout(
+        () => reject(new BenchError(`pio-bench did not halt within ${RUN_TIMEOUT_MS} ms`)),
+        RUN_TIMEOUT_MS,
+      );
       machine.onEvent((e: MachineEvent) => {
         clearTimeout(timer);
         if (e.type === 'halt') resolve(e.status);

@@ -152,7 +152,8 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
     throw new ConfigError('CONFIG_SYNTAX', `${file}: not valid TOML${pos}: ${msg}`, { cause: e });
   }
   for (const k of Object.keys(doc)) {
-    if (TOP_NOT_YET.has(k)) throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [${k}] is not supported by propolis-ts yet`);
+    if (TOP_NOT_YET.has(k))
+      throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [${k}] is not supported by propolis-ts yet`);
     if (k !== 'main' && k !== 'dev') throw new ConfigError('CONFIG_KEY', `${file}: unknown table or key '${k}'`);
   }
   const mainT = doc['main'];
@@ -160,7 +161,10 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
   const m = new Reader(file, 'main', mainT);
   m.onlyKeys(MAIN_KEYS, MAIN_NOT_YET);
   if (m.bool('use_reservoir') === true) {
-    throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [main] use_reservoir = true: KVM hosts have no VMM reservoir`);
+    throw new ConfigError(
+      'CONFIG_UNSUPPORTED',
+      `${file}: [main] use_reservoir = true: KVM hosts have no VMM reservoir`,
+    );
   }
   const binding = m.str('cpu_binding');
   if (binding !== undefined && binding !== 'any' && binding !== 'upper-half') {
@@ -189,7 +193,10 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
         const iosize = r.int('iosize', 1, 4) ?? 1;
         devices.push({ driver, name, iobase: r.int('iobase', 0, 0x10000 - iosize) ?? 0x501, iosize });
       } else if (SEED_DRIVERS_NOT_YET.has(driver)) {
-        throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [dev.${name}] driver "${driver}" is not supported by propolis-ts yet`);
+        throw new ConfigError(
+          'CONFIG_UNSUPPORTED',
+          `${file}: [dev.${name}] driver "${driver}" is not supported by propolis-ts yet`,
+        );
       } else {
         throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] unknown driver "${driver}"`);
       }

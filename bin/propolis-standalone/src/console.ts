@@ -37,7 +37,8 @@ export class SerialConsole {
   async listen(): Promise<void> {
     const path = this.opts.socketPath;
     if (existsSync(path)) {
-      if (!lstatSync(path).isSocket()) throw new ConsoleError(`${path} exists and is not a socket; refusing to replace it`);
+      if (!lstatSync(path).isSocket())
+        throw new ConsoleError(`${path} exists and is not a socket; refusing to replace it`);
       unlinkSync(path);
     }
     const server = createServer((sock) => this.accept(sock));

@@ -24,7 +24,8 @@ import { Machine, MachineConfigError, type MachineEvent } from '../../../lib/pro
 import { ConfigError, loadConfig, type StandaloneConfig } from './config.js';
 import { ConsoleError, SerialConsole } from './console.js';
 
-const USAGE = 'usage: propolis-standalone <CONFIG.toml> [--serial-stdout] [--socket PATH] [--log-level error|warn|info|debug]';
+const USAGE =
+  'usage: propolis-standalone <CONFIG.toml> [--serial-stdout] [--socket PATH] [--log-level error|warn|info|debug]';
 const LEVELS = ['error', 'warn', 'info', 'debug'] as const;
 type Level = (typeof LEVELS)[number];
 
@@ -34,7 +35,8 @@ class UsageError extends Error {
 
 let logLevel: Level = 'info';
 function log(level: Level, msg: string): void {
-  if (LEVELS.indexOf(level) <= LEVELS.indexOf(logLevel)) process.stderr.write(`propolis-standalone: ${level}: ${msg}\n`);
+  if (LEVELS.indexOf(level) <= LEVELS.indexOf(logLevel))
+    process.stderr.write(`propolis-standalone: ${level}: ${msg}\n`);
 }
 
 function readBootrom(path: string): Uint8Array {
@@ -53,7 +55,10 @@ function readBootrom(path: string): Uint8Array {
     );
   }
   if (size === 0 || size % 4096 !== 0 || size > 2 * 1024 * 1024) {
-    throw new ConfigError('CONFIG_VALUE', `bootrom ${path} is ${size} bytes; it must be a non-empty multiple of 4 KiB, at most 2 MiB`);
+    throw new ConfigError(
+      'CONFIG_VALUE',
+      `bootrom ${path} is ${size} bytes; it must be a non-empty multiple of 4 KiB, at most 2 MiB`,
+    );
   }
   return new Uint8Array(readFileSync(path));
 }
@@ -110,7 +115,10 @@ async function main(argv: string[]): Promise<number> {
 
   const cfg = loadConfig(args.positionals[0] as string);
   const { machine, com1 } = build(cfg);
-  const console_ = new SerialConsole(com1, { socketPath: args.values.socket as string, stdout: args.values['serial-stdout'] as boolean });
+  const console_ = new SerialConsole(com1, {
+    socketPath: args.values.socket as string,
+    stdout: args.values['serial-stdout'] as boolean,
+  });
 
   let finish: (code: number) => void = () => {};
   const finished = new Promise<number>((r) => (finish = r));

@@ -27,7 +27,11 @@ describe('schema', () => {
       [{ ...ok, z: 1 }, /\.z: unknown field/],
       [{ a: 1 }, /\.b: missing/],
     ];
-    for (const [data, re] of cases) assert.throws(() => V1.decode(data), (e: unknown) => e instanceof MigrateError && re.test(e.message));
+    for (const [data, re] of cases)
+      assert.throws(
+        () => V1.decode(data),
+        (e: unknown) => e instanceof MigrateError && re.test(e.message),
+      );
   });
 });
 
@@ -37,9 +41,15 @@ describe('PayloadOffers', () => {
     const o = new PayloadOffers([p]);
     o.take(V1);
     o.finish();
-    assert.throws(() => new PayloadOffers([]).take(V1), (e: unknown) => e instanceof MigrateError && e.code === 'DataMissing');
+    assert.throws(
+      () => new PayloadOffers([]).take(V1),
+      (e: unknown) => e instanceof MigrateError && e.code === 'DataMissing',
+    );
     const extra = new PayloadOffers([p, { kind: 'other', version: 1, data: {} }]);
     extra.take(V1);
-    assert.throws(() => extra.finish(), (e: unknown) => e instanceof MigrateError && e.code === 'UnexpectedPayload');
+    assert.throws(
+      () => extra.finish(),
+      (e: unknown) => e instanceof MigrateError && e.code === 'UnexpectedPayload',
+    );
   });
 });

@@ -38,7 +38,8 @@ function uint(bits: 8 | 16 | 32): Codec<number> {
   const max = 2 ** bits - 1;
   return {
     decode(v, path) {
-      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max) fail(path, `expected u${bits}, got ${JSON.stringify(v)}`);
+      if (typeof v !== 'number' || !Number.isInteger(v) || v < 0 || v > max)
+        fail(path, `expected u${bits}, got ${JSON.stringify(v)}`);
       return v;
     },
     encode: (v) => v,
@@ -52,7 +53,8 @@ export const t = {
   /** 64-bit values travel as decimal strings so JSON keeps every bit. */
   u64: {
     decode(v, path) {
-      if (typeof v !== 'string' || !/^[0-9]{1,20}$/.test(v)) fail(path, `expected u64 as decimal string, got ${JSON.stringify(v)}`);
+      if (typeof v !== 'string' || !/^[0-9]{1,20}$/.test(v))
+        fail(path, `expected u64 as decimal string, got ${JSON.stringify(v)}`);
       const b = BigInt(v);
       if (b >= 1n << 64n) fail(path, 'u64 out of range');
       return b;
@@ -116,7 +118,8 @@ export function schema<F extends Fields>(kind: string, version: number, fields: 
       return { kind, version, data };
     },
     decode(data) {
-      if (typeof data !== 'object' || data === null || Array.isArray(data)) fail(`${kind}.v${version}`, 'expected an object');
+      if (typeof data !== 'object' || data === null || Array.isArray(data))
+        fail(`${kind}.v${version}`, 'expected an object');
       const src = data as Record<string, unknown>;
       const out: Record<string, unknown> = {};
       for (const [k, c] of Object.entries(fields)) {

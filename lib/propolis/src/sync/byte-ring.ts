@@ -43,7 +43,7 @@ export class ByteRing {
   /** Producer: append one byte; false when full. */
   push(b: number): boolean {
     const head = Atomics.load(this.idx, HEAD);
-    if (((head - Atomics.load(this.idx, TAIL)) >>> 0) >= this.capacity) return false;
+    if ((head - Atomics.load(this.idx, TAIL)) >>> 0 >= this.capacity) return false;
     this.data[head & (this.capacity - 1)] = b;
     Atomics.store(this.idx, HEAD, (head + 1) | 0);
     Atomics.notify(this.idx, HEAD);
@@ -66,7 +66,7 @@ export class ByteRing {
    */
   async waitReadable(): Promise<void> {
     const head = Atomics.load(this.idx, HEAD);
-    if (((head - Atomics.load(this.idx, TAIL)) >>> 0) > 0) return;
+    if ((head - Atomics.load(this.idx, TAIL)) >>> 0 > 0) return;
     const r = Atomics.waitAsync(this.idx, HEAD, head);
     if (r.async) await r.value;
   }

@@ -33,9 +33,7 @@ describe('SharedMutex', () => {
     const counter = new SharedArrayBuffer(8);
     const n = 20000;
     const mutexUrl = new URL('./mutex.js', import.meta.url).href;
-    const workers = [0, 1, 2].map(
-      () => new Worker(WORKER, { eval: true, workerData: { lock, counter, n, mutexUrl } }),
-    );
+    const workers = [0, 1, 2].map(() => new Worker(WORKER, { eval: true, workerData: { lock, counter, n, mutexUrl } }));
     // The main thread contends too, as it does for console input.
     const m = new SharedMutex(new Int32Array(lock));
     const c = new Int32Array(counter);
@@ -55,7 +53,10 @@ describe('ByteRing', () => {
       assert.equal(r.push(0xff), false);
       assert.equal(r.space, 0);
       assert.deepEqual(Array.from(r.drain(3)), [round * 8, round * 8 + 1, round * 8 + 2]);
-      assert.deepEqual(Array.from(r.drain()), [3, 4, 5, 6, 7].map((i) => round * 8 + i));
+      assert.deepEqual(
+        Array.from(r.drain()),
+        [3, 4, 5, 6, 7].map((i) => round * 8 + i),
+      );
       assert.equal(r.length, 0);
     }
   });

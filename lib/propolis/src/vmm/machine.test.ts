@@ -38,7 +38,10 @@ async function boot(bootrom: Uint8Array, cpus: number, timeoutMs = 60000): Promi
     }
   })();
   const event = await new Promise<MachineEvent>((resolve, reject) => {
-    const t = setTimeout(() => reject(new Error(`guest did not finish in ${timeoutMs} ms; serial so far: ${serial}`)), timeoutMs);
+    const t = setTimeout(
+      () => reject(new Error(`guest did not finish in ${timeoutMs} ms; serial so far: ${serial}`)),
+      timeoutMs,
+    );
     machine.onEvent((e) => {
       clearTimeout(t);
       resolve(e);
@@ -127,7 +130,14 @@ describe('Machine with the first guest', () => {
 
   it('reports a missing or inaccessible KVM device clearly', () => {
     assert.throws(
-      () => Machine.create({ name: 'x', cpus: 1, memoryMiB: 16, bootrom: new Uint8Array(4096), kvmPath: '/nonexistent/kvm' }),
+      () =>
+        Machine.create({
+          name: 'x',
+          cpus: 1,
+          memoryMiB: 16,
+          bootrom: new Uint8Array(4096),
+          kvmPath: '/nonexistent/kvm',
+        }),
       (e: unknown) => e instanceof KvmUnavailableError && /\/nonexistent\/kvm does not exist/.test(e.message),
     );
   });

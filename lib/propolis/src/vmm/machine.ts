@@ -165,7 +165,8 @@ export class Machine {
     readonly vm: VmFd,
   ) {
     const events: GuestEvents = {
-      halt: (reason, status) => this.emit({ type: 'halt', vcpu: -1, reason, ...(status === undefined ? {} : { status }) }),
+      halt: (reason, status) =>
+        this.emit({ type: 'halt', vcpu: -1, reason, ...(status === undefined ? {} : { status }) }),
       reset: (reason) => this.emit({ type: 'reset', vcpu: -1, reason }),
     };
     try {
@@ -322,7 +323,12 @@ export class Machine {
   private onVcpuMessage(m: VcpuMessage): void {
     switch (m.type) {
       case 'halt':
-        this.emit({ type: 'halt', vcpu: m.id, reason: m.reason, ...(m.status === undefined ? {} : { status: m.status }) });
+        this.emit({
+          type: 'halt',
+          vcpu: m.id,
+          reason: m.reason,
+          ...(m.status === undefined ? {} : { status: m.status }),
+        });
         return;
       case 'reset':
         this.emit({ type: 'reset', vcpu: m.id, reason: m.reason });
@@ -417,7 +423,7 @@ export class Machine {
       await this.request(REQ_EXIT);
       await Promise.all(
         this.vcpus.map((v) => {
-          if (!v.worker || !v.exited) return undefined;
+          if (!v.worker || !v.exited) return Promise.resolve();
           // A worker stuck in device code would block teardown forever; it has
           // had its chance to exit cleanly above.
           const t = setTimeout(() => void v.worker?.terminate(), 2000);

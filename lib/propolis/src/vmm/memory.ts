@@ -99,7 +99,8 @@ export class GuestMemory {
       const r = this.regions[i] as MemRegion;
       if (r.bytes.byteLength !== r.size) throw new RangeError(`region at ${hex(r.gpa)}: size does not match its bytes`);
       const next = this.regions[i + 1];
-      if (next && r.gpa + r.size > next.gpa) throw new RangeError(`regions at ${hex(r.gpa)} and ${hex(next.gpa)} overlap`);
+      if (next && r.gpa + r.size > next.gpa)
+        throw new RangeError(`regions at ${hex(r.gpa)} and ${hex(next.gpa)} overlap`);
     }
   }
 

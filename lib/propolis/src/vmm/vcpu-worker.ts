@@ -97,7 +97,8 @@ function handleIo(portNo: number, size: AccessSize, out: boolean, count: number,
   for (let i = 0; i < count; i++, off += size) {
     try {
       if (out) {
-        const v = size === 1 ? (runBytes[off] as number) : size === 2 ? run.getUint16(off, true) : run.getUint32(off, true);
+        const v =
+          size === 1 ? (runBytes[off] as number) : size === 2 ? run.getUint16(off, true) : run.getUint32(off, true);
         pio.write(portNo, size, v);
       } else {
         const v = pio.read(portNo, size);
@@ -251,4 +252,3 @@ try {
   Atomics.store(ctl, CTL_ACK, 0x7fff_ffff);
   Atomics.notify(ctl, CTL_ACK);
 }
-

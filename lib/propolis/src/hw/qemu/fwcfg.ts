@@ -120,13 +120,18 @@ export class QemuFwCfg implements MachineDevice, PioHandler {
   migrate(): Migrate {
     return {
       export: (): Payload[] =>
-        this.lock.with(() => [FwCfgLegacyV1.encode({ selector: this.ctl[1] as number, offset: this.ctl[2] as number })]),
+        this.lock.with(() => [
+          FwCfgLegacyV1.encode({ selector: this.ctl[1] as number, offset: this.ctl[2] as number }),
+        ]),
       import: (offers: PayloadOffers): void => {
         const v = offers.take(FwCfgLegacyV1);
         offers.finish();
         const item = this.items.get(v.selector);
         if (v.offset > (item?.length ?? 0)) {
-          throw new MigrateError('ImportFailed', `qemu-fwcfg: offset ${v.offset} past item 0x${v.selector.toString(16)}`);
+          throw new MigrateError(
+            'ImportFailed',
+            `qemu-fwcfg: offset ${v.offset} past item 0x${v.selector.toString(16)}`,
+          );
         }
         this.lock.with(() => {
           this.ctl[1] = v.selector;

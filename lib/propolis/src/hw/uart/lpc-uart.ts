@@ -177,4 +177,3 @@ export class LpcUart implements MachineDevice, PioHandler, Lifecycle {
     };
   }
 }
-

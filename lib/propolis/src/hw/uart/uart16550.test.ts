@@ -74,7 +74,10 @@ describe('Uart16550', () => {
     assert.equal(u.txLen, 16);
     const got = [];
     for (let b = u.takeTx(); b !== undefined; b = u.takeTx()) got.push(b);
-    assert.deepEqual(got, Array.from({ length: 16 }, (_, i) => i));
+    assert.deepEqual(
+      got,
+      Array.from({ length: 16 }, (_, i) => i),
+    );
   });
 
   it('receives into the FIFO, sets DR, and flags overrun when full', () => {
@@ -167,13 +170,18 @@ describe('Uart16550', () => {
 
   it('refuses state that breaks its invariants', () => {
     const good = new Uart16550().export()[0]!;
-    const bad = (patch: Record<string, unknown>): (() => void) => () =>
-      new Uart16550().import(new PayloadOffers([{ ...good, data: { ...(good.data as object), ...patch } }]));
+    const bad =
+      (patch: Record<string, unknown>): (() => void) =>
+      () =>
+        new Uart16550().import(new PayloadOffers([{ ...good, data: { ...(good.data as object), ...patch } }]));
     assert.throws(bad({ rx: [1, 2] }), MigrateError, 'two bytes in a 1-byte FIFO');
     assert.throws(bad({ ier: 0x80 }), MigrateError);
     assert.throws(bad({ lcr: 300 }), MigrateError);
     assert.throws(bad({ extra: 1 }), MigrateError);
     assert.throws(() => new Uart16550().import(new PayloadOffers([{ ...good, version: 2 }])), MigrateError);
-    assert.throws(() => new Uart16550().import(new PayloadOffers([good, { kind: 'x', version: 1, data: {} }])), MigrateError);
+    assert.throws(
+      () => new Uart16550().import(new PayloadOffers([good, { kind: 'x', version: 1, data: {} }])),
+      MigrateError,
+    );
   });
 });

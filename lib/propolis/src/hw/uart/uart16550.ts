@@ -20,7 +20,20 @@
 import { schema, t, type PayloadOffers, type Payload, MigrateError } from '../../migrate.js';
 
 /** Register offsets from the base port. */
-export const REG = { RBR: 0, THR: 0, DLL: 0, IER: 1, DLM: 1, IIR: 2, FCR: 2, LCR: 3, MCR: 4, LSR: 5, MSR: 6, SCR: 7 } as const;
+export const REG = {
+  RBR: 0,
+  THR: 0,
+  DLL: 0,
+  IER: 1,
+  DLM: 1,
+  IIR: 2,
+  FCR: 2,
+  LCR: 3,
+  MCR: 4,
+  LSR: 5,
+  MSR: 6,
+  SCR: 7,
+} as const;
 
 export const IER = { ERBFI: 0x01, ETBEI: 0x02, ELSI: 0x04, EDSSI: 0x08 } as const;
 export const IIR = { NO_INT: 0x01, MSR: 0x00, THRE: 0x02, RDA: 0x04, RLS: 0x06, FIFO_EN: 0xc0 } as const;
@@ -28,7 +41,16 @@ export const FCR = { FIFOE: 0x01, RFR: 0x02, TFR: 0x04 } as const;
 export const LCR = { DLAB: 0x80 } as const;
 export const MCR = { DTR: 0x01, RTS: 0x02, OUT1: 0x04, OUT2: 0x08, LOOP: 0x10 } as const;
 export const LSR = { DR: 0x01, OE: 0x02, PE: 0x04, FE: 0x08, BI: 0x10, THRE: 0x20, TEMT: 0x40, RXFE: 0x80 } as const;
-export const MSR = { DCTS: 0x01, DDSR: 0x02, TERI: 0x04, DDCD: 0x08, CTS: 0x10, DSR: 0x20, RI: 0x40, DCD: 0x80 } as const;
+export const MSR = {
+  DCTS: 0x01,
+  DDSR: 0x02,
+  TERI: 0x04,
+  DDCD: 0x08,
+  CTS: 0x10,
+  DSR: 0x20,
+  RI: 0x40,
+  DCD: 0x80,
+} as const;
 
 export const FIFO_SIZE = 16;
 

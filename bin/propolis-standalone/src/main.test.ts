@@ -1,0 +1,151 @@
+// This Source Code Form is subject to the terms of the Mozilla Public
+// License, v. 2.0. If a copy of the MPL was not distributed with this
+// file, You can obtain one at https://mozilla.org/MPL/2.0/.
+
+// propolis-standalone end to end: the CLI boots the test guests from TOML,
+// serves COM1 on a unix socket, and turns bad input into one clear line.
+
+import assert from 'node:assert/strict';
+import { spawn } from 'node:child_process';
+import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { connect } from 'node:net';
+import { tmpdir } from 'node:os';
+import { join } from 'node:path';
+import { after, describe, it } from 'node:test';
+import { guestRomPath, REPO_ROOT } from '../../../lib/propolis/src/testing/guests.js';
+
+const MAIN = join(REPO_ROOT, 'dist', 'bin', 'propolis-standalone', 'src', 'main.js');
+const dir = mkdtempSync(join(tmpdir(), 'propolis-standalone-'));
+after(() => rmSync(dir, { recursive: true, force: true }));
+
+interface Result {
+  code: number | null;
+  stdout: string;
+  stderr: string;
+}
+
+function run(args: string[], env: Record<string, string> = {}, timeoutMs = 60000): Promise<Result> {
+  return new Promise((resolve, reject) => {
+    const p = spawn(process.execPath, [MAIN, ...args], { cwd: dir, env: { ...process.env, ...env } });
+    let stdout = '';
+    let stderr = '';
+    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
+    const t = setTimeout(() => {
+      p.kill('SIGKILL');
+      reject(new Error(`timed out; stdout=${stdout} stderr=${stderr}`));
+    }, timeoutMs);
+    p.on('close', (code) => {
+      clearTimeout(t);
+      resolve({ code, stdout, stderr });
+    });
+  });
+}
+
+let n = 0;
+function config(text: string): string {
+  const p = join(dir, `cfg-${n++}.toml`);
+  writeFileSync(p, text);
+  return p;
+}
+
+const hello = (extra = ''): string =>
+  config(
+    `[main]\nname = "t"\ncpus = 1\nmemory = 32\nbootrom = "${guestRomPath('hello')}"\n${extra}\n[dev.exit]\ndriver = "qemu-isa-debug-exit"\n`,
+  );
+
+describe('propolis-standalone', () => {
+  it('boots the first guest and mirrors COM1 to stdout with --serial-stdout', async () => {
+    const r = await run([hello(), '--serial-stdout']);
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stdout, /propolis-ts guest: hello from 64-bit mode/);
+  });
+
+  it('boots the SMP guest on 4 vCPUs; the exit status is the debug-exit value', async () => {
+    const cfg = config(
+      `[main]\nname = "smp"\ncpus = 4\nmemory = 32\nbootrom = "${guestRomPath('smp')}"\n[dev.exit]\ndriver = "qemu-isa-debug-exit"\n`,
+    );
+    const r = await run([cfg, '--serial-stdout']);
+    assert.equal(r.code, (4 << 1) | 1, r.stderr);
+    for (let i = 0; i < 4; i++) assert.match(r.stdout, new RegExp(`cpu ${i} up`));
+    assert.match(r.stdout, /4 cpus up/);
+  });
+
+  it('waits for a console client on the unix socket, then runs with COM1 on it', async () => {
+    const sock = join(dir, 'ttya');
+    const child = run([hello(), '--socket', sock]);
+    // Connect once the socket exists; the VM must not have started before.
+    let got = '';
+    for (let i = 0; i < 200; i++) {
+      try {
+        await new Promise<void>((resolve, reject) => {
+          const c = connect(sock);
+          c.on('connect', () => resolve());
+          c.on('error', reject);
+          c.on('data', (d: Buffer) => (got += d.toString()));
+        });
+        break;
+      } catch {
+        await new Promise((r) => setTimeout(r, 50));
+      }
+    }
+    const r = await child;
+    assert.equal(r.code, 0, r.stderr);
+    assert.match(r.stderr, /waiting for a console client/);
+    assert.ok(r.stderr.indexOf('waiting for a console client') < r.stderr.indexOf('starting'));
+    assert.match(got, /hello from 64-bit mode/);
+    assert.equal(r.stdout, '', 'without --serial-stdout nothing goes to stdout');
+  });
+
+  const errors: [string, () => string[], RegExp, Record<string, string>?][] = [
+    ['a missing config file', () => [join(dir, 'nope.toml')], /cannot read config .*nope\.toml: no such file/],
+    ['malformed TOML', () => [config('[main\nname = 1')], /not valid TOML \(line 1/],
+    [
+      'an unknown key',
+      () => [config('[main]\nname="x"\ncpus=1\nmemory=32\nbootrom="x"\nflavour="mint"\n')],
+      /\[main\] flavour: unknown key/,
+    ],
+    [
+      'a wrong type',
+      () => [config('[main]\nname="x"\ncpus="two"\nmemory=32\nbootrom="x"\n')],
+      /\[main\] cpus must be an integer/,
+    ],
+    [
+      'too many vCPUs',
+      () => [config('[main]\nname="x"\ncpus=64\nmemory=32\nbootrom="x"\n')],
+      /cpus = 64 is out of range/,
+    ],
+    ['a missing [main]', () => [config('[dev.x]\ndriver="qemu-isa-debug-exit"\n')], /a \[main\] table is required/],
+    ['an unknown driver', () => [hello('[dev.disk]\ndriver = "floppy"')], /\[dev\.disk\] unknown driver "floppy"/],
+    [
+      'a seed driver not built yet',
+      () => [hello('[dev.disk]\ndriver = "pci-nvme"')],
+      /"pci-nvme" is not supported by propolis-ts yet/,
+    ],
+    [
+      'a bootrom that does not exist',
+      () => [config('[main]\nname="x"\ncpus=1\nmemory=32\nbootrom="/no/such/bios.bin"\n')],
+      /bootrom \/no\/such\/bios\.bin does not exist/,
+    ],
+    [
+      'a bootrom of a bad size',
+      () => [config(`[main]\nname="x"\ncpus=1\nmemory=32\nbootrom="${join(dir, 'cfg-0.toml')}"\n`)],
+      /must be a non-empty multiple of 4 KiB/,
+    ],
+    [
+      'an inaccessible KVM device',
+      () => [hello(), '--serial-stdout'],
+      /\/nonexistent\/kvm does not exist/,
+      { PROPOLIS_KVM_DEVICE: '/nonexistent/kvm' },
+    ],
+    ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'[\s\S]*usage: propolis-standalone/],
+  ];
+  for (const [what, args, re, env] of errors) {
+    it(`refuses ${what} with one clear line and no stack`, async () => {
+      const r = await run(args(), env);
+      assert.equal(r.code, 2, `exit code; stderr: ${r.stderr}`);
+      assert.match(r.stderr, re);
+      assert.doesNotMatch(r.stderr, /\n\s+at /, 'no stack trace');
+    });
+  }
+});
