@@ -42,7 +42,19 @@ export interface DeviceHost {
   readonly mmio: MmioBus;
   readonly mem: GuestMemory;
   readonly events: GuestEvents;
-  irqLine(gsi: number): IrqLine;
+  /**
+   * One source on a platform IRQ line (GSI 0–23). Lines are wired-OR of
+   * their sources; `owner` (the device name, plus a suffix if a device has
+   * several sources on one line) identifies the source on every thread.
+   */
+  irqLine(gsi: number, owner: string): IrqLine;
+  /** Deliver a message-signalled interrupt (MSI/MSI-X) as the guest programmed it. */
+  msi(address: bigint, data: number): void;
+  /**
+   * A per-thread singleton shared by the devices of this thread (e.g. the
+   * PCI topology), created on first use. Not shared across threads.
+   */
+  singleton<T>(key: string, create: () => T): T;
 }
 
 export interface DeviceDescriptor {

@@ -41,7 +41,20 @@ export class FakeHost implements DeviceHost {
     this.mem = GuestMemory.fromBuffers([{ gpa: 0, bytes: new Uint8Array(ramBytes) }]);
   }
 
-  irqLine(gsi: number): RecordingIrqLine {
+  readonly msis: { address: bigint; data: number }[] = [];
+  private readonly singletons = new Map<string, unknown>();
+
+  msi(address: bigint, data: number): void {
+    this.msis.push({ address, data });
+  }
+
+  singleton<T>(key: string, create: () => T): T {
+    if (!this.singletons.has(key)) this.singletons.set(key, create());
+    return this.singletons.get(key) as T;
+  }
+
+  /** Records the last level set by any source on the line (no wired-OR here). */
+  irqLine(gsi: number, _owner?: string): RecordingIrqLine {
     let l = this.lines.get(gsi);
     if (!l) {
       l = new RecordingIrqLine(gsi);

@@ -11,6 +11,7 @@
 import { VmFd } from '../../../kvm/src/index.js';
 import * as libc from '../../../kvm/src/libc.js';
 import type { DeviceHost, GuestEvents, IrqLine } from '../device.js';
+import { SharedIrqLines, type IrqSourceAlloc } from './irq-lines.js';
 import { MmioBus, PioBus } from '../pio.js';
 import { GuestMemory, type MemRegion } from './memory.js';
 import type { MemoryLayoutEntry } from './vcpu-control.js';
@@ -34,27 +35,12 @@ export function memoryFromLayout(layout: MemoryLayoutEntry[]): GuestMemory {
   return new GuestMemory(regions);
 }
 
-class KvmIrqLine implements IrqLine {
-  constructor(
-    private readonly vm: VmFd,
-    readonly gsi: number,
-  ) {}
-
-  set(level: boolean): void {
-    this.vm.irqLine(this.gsi, level);
-  }
-
-  pulse(): void {
-    this.vm.irqLine(this.gsi, true);
-    this.vm.irqLine(this.gsi, false);
-  }
-}
-
 export class ThreadHost implements DeviceHost {
   readonly pio = new PioBus();
   readonly mmio = new MmioBus();
-  private readonly lines = new Map<number, IrqLine>();
+  readonly irqs: SharedIrqLines;
   private readonly vm: VmFd;
+  private readonly singletons = new Map<string, unknown>();
 
   constructor(
     readonly thread: 'main' | 'vcpu',
@@ -62,16 +48,24 @@ export class ThreadHost implements DeviceHost {
     vmFd: number,
     readonly mem: GuestMemory,
     readonly events: GuestEvents,
+    irqBuffer: SharedArrayBuffer,
+    irqAllocs: IrqSourceAlloc[] = [],
   ) {
     this.vm = VmFd.fromRaw(vmFd);
+    const vm = this.vm;
+    this.irqs = new SharedIrqLines(irqBuffer, (gsi, level) => vm.irqLine(gsi, level), irqAllocs, thread === 'main');
   }
 
-  irqLine(gsi: number): IrqLine {
-    let l = this.lines.get(gsi);
-    if (!l) {
-      l = new KvmIrqLine(this.vm, gsi);
-      this.lines.set(gsi, l);
-    }
-    return l;
+  irqLine(gsi: number, owner: string): IrqLine {
+    return this.irqs.source(gsi, owner);
+  }
+
+  msi(address: bigint, data: number): void {
+    this.vm.signalMsi(Number(address & 0xffff_ffffn), Number(address >> 32n), data);
+  }
+
+  singleton<T>(key: string, create: () => T): T {
+    if (!this.singletons.has(key)) this.singletons.set(key, create());
+    return this.singletons.get(key) as T;
   }
 }

@@ -86,6 +86,35 @@ describe('Machine with the first guest', () => {
     });
   }
 
+  it('resets every vCPU and device in place: the SMP guest boots again, all vCPUs included', async () => {
+    const bootrom = guestRom('smp');
+    const machine = Machine.create({ name: 'reset', cpus: 4, memoryMiB: 32, bootrom });
+    const com1 = machine.addDevice(LpcUart, LpcUart.describe('com1'));
+    machine.addDevice(QemuFwCfg, QemuFwCfg.describe({ cpus: 4 }));
+    machine.addDevice(QemuDebugExit, QemuDebugExit.describe('exit'));
+    com1.setSinkAttached(true);
+    try {
+      const statuses: number[] = [];
+      await new Promise<void>((resolve, reject) => {
+        machine.onEvent((e) => {
+          if (e.type !== 'halt') return reject(new Error(JSON.stringify(e)));
+          statuses.push(e.status ?? -1);
+          if (statuses.length < 3) machine.reset().catch(reject);
+          else resolve();
+        });
+        machine.start().catch(reject);
+      });
+      await machine.pause();
+      assert.deepEqual(statuses, [9, 9, 9]);
+      assert.equal(machine.resets, 2);
+      const serial = Buffer.from(com1.output.drain()).toString('latin1');
+      assert.equal(serial.match(/reset vector reached/g)?.length, 3);
+      assert.equal(serial.match(/: 4 cpus up/g)?.length, 3, serial);
+    } finally {
+      await machine.destroy();
+    }
+  });
+
   it('exports device state while paused, and imports it into another machine', async () => {
     const a = await boot(guestRom('hello'), 1);
     const b = Machine.create({ name: 'b', cpus: 1, memoryMiB: 32, bootrom: guestRom('hello') });

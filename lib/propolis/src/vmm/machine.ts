@@ -25,6 +25,7 @@ import {
   KVM_PIT_SPEAKER_DUMMY,
   KvmUnavailableError,
   VmFd,
+  type CpuidEntry,
   type VcpuFd,
 } from '../../../kvm/src/index.js';
 import * as libc from '../../../kvm/src/libc.js';
@@ -33,6 +34,15 @@ import type { DeviceClass, DeviceDescriptor, GuestEvents, MachineDevice } from '
 import { PayloadOffers, type Payload } from '../migrate.js';
 import { specializeCpuid } from './cpuid.js';
 import { memoryFromLayout, ThreadHost } from './host.js';
+import { SharedIrqLines } from './irq-lines.js';
+import {
+  captureChipset,
+  capturePowerOn,
+  restoreChipset,
+  restorePowerOn,
+  type ChipsetPowerOn,
+  type VcpuPowerOn,
+} from './power-on.js';
 import { Prot, type GuestMemory } from './memory.js';
 import {
   CTL_ACK,
@@ -61,6 +71,8 @@ export const LAYOUT = {
   /** Three pages the kernel needs for real-mode emulation on Intel (TSS), in the MMIO hole. */
   tssAddr: 0xfeff_d000,
   identityMapAddr: 0xfeff_c000,
+  /** Largest part of the bootrom aliased below 1 MiB. */
+  lowBiosMax: 128 * 1024,
 } as const;
 
 export const MAX_VCPUS = 32;
@@ -77,6 +89,8 @@ export interface MachineConfig {
   bootrom: Uint8Array;
   /** /dev/kvm path (tests point it elsewhere to check the error). */
   kvmPath?: string;
+  /** CPUID leaves to offer (before per-vCPU specialisation); default: what KVM supports. */
+  cpuid?: CpuidEntry[];
 }
 
 export type MachineEvent =
@@ -100,6 +114,7 @@ export interface ExitStats {
 
 interface VcpuSlot {
   fd: VcpuFd;
+  powerOn?: VcpuPowerOn;
   runAddr: bigint;
   ctl: Int32Array;
   stats: Float64Array;
@@ -177,7 +192,7 @@ export class Machine {
       throw e;
     }
     this.mem = memoryFromLayout(this.layout);
-    this.host = new ThreadHost('main', undefined, vm.fd, this.mem, events);
+    this.host = new ThreadHost('main', undefined, vm.fd, this.mem, events, SharedIrqLines.createBuffer());
   }
 
   /** Create the VM: memory, bootrom, in-kernel irqchip and PIT, vCPUs (not yet running). */
@@ -228,6 +243,23 @@ export class Machine {
     const romAddr = this.map(LAYOUT.romBase, LAYOUT.romSize, Prot.Read, 2, 'bootrom');
     const rom = new Uint8Array(libc.view(romAddr, LAYOUT.romSize));
     rom.set(this.config.bootrom, LAYOUT.romSize - this.config.bootrom.byteLength);
+    this.loadLowBios();
+  }
+
+  /**
+   * PCs also show the top of the firmware below 1 MiB (the "isa-bios"
+   * alias, at most 128 KiB ending at 0x10_0000). Here that range is RAM
+   * holding a copy of the image's tail, written at creation and again at
+   * every reset, so firmware that shadows itself there (SeaBIOS writes the
+   * PAM registers and copies) finds the same bytes as on a PC.
+   */
+  private loadLowBios(): void {
+    const rom = this.config.bootrom;
+    const len = Math.min(rom.byteLength, LAYOUT.lowBiosMax);
+    const low = this.layout.find((e) => e.gpa === 0);
+    if (!low || low.size < MiB) return;
+    const ram = new Uint8Array(libc.view(low.hostAddr, MiB));
+    ram.set(rom.subarray(rom.byteLength - len), MiB - len);
   }
 
   private setupPlatform(): void {
@@ -235,8 +267,9 @@ export class Machine {
     this.vm.setIdentityMapAddr(BigInt(LAYOUT.identityMapAddr));
     this.vm.createIrqchip();
     this.vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
-    const supported = this.kvm.supportedCpuid();
+    const supported = this.config.cpuid ?? this.kvm.supportedCpuid();
     const runSize = this.kvm.vcpuMmapSize();
+    const msrIndices = this.kvm.msrIndexList();
     for (let id = 0; id < this.config.cpus; id++) {
       const fd = this.vm.createVcpu(id);
       fd.setCpuid(specializeCpuid(supported, id, this.config.cpus));
@@ -246,7 +279,34 @@ export class Machine {
       ctl[CTL_REQ] = REQ_PAUSE;
       this.vcpus.push({ fd, runAddr, ctl, stats: new Float64Array(new SharedArrayBuffer(8 * STAT_WORDS)) });
     }
+    // Record reset state only once every vCPU exists: creating an AP changes
+    // nothing of the BSP's, but the LAPICs are only complete then.
+    for (const v of this.vcpus) v.powerOn = capturePowerOn(v.fd, msrIndices);
+    this.chipsetPowerOn = captureChipset(this.vm);
   }
+
+  private chipsetPowerOn: ChipsetPowerOn | undefined;
+
+  /**
+   * Reset the machine as a PC reset does, without exiting: every vCPU and
+   * device returns to its power-on state, RAM is kept, the firmware starts
+   * again at the reset vector. Call from the main thread (e.g. on a `reset`
+   * event); resolves when the machine runs again.
+   */
+  async reset(): Promise<void> {
+    if (!this.started || this.destroyed) throw new Error('reset needs a started machine');
+    await this.pause();
+    for (const d of this.devices) d.reset?.();
+    this.host.irqs.resetAll();
+    if (this.chipsetPowerOn) restoreChipset(this.vm, this.chipsetPowerOn);
+    for (const v of this.vcpus) if (v.powerOn) restorePowerOn(v.fd, v.powerOn);
+    this.loadLowBios();
+    this.resets++;
+    await this.resume();
+  }
+
+  /** How many times the machine was reset. */
+  resets = 0;
 
   get cpus(): number {
     return this.vcpus.length;
@@ -299,6 +359,8 @@ export class Machine {
             devices: this.devices.map((d) => d.descriptor),
             ctl: slot.ctl.buffer as SharedArrayBuffer,
             stats: slot.stats.buffer as SharedArrayBuffer,
+            irqs: this.host.irqs.sab,
+            irqAllocs: this.host.irqs.allocations,
           };
           const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
           slot.worker = w;

@@ -19,6 +19,7 @@
 // are rare and may take the slow path.
 
 import type { DeviceDescriptor } from '../device.js';
+import type { IrqSourceAlloc } from './irq-lines.js';
 import type { Prot } from './memory.js';
 
 export const CTL_REQ = 0;
@@ -70,6 +71,9 @@ export interface VcpuWorkerData {
   devices: DeviceDescriptor[];
   ctl: SharedArrayBuffer;
   stats: SharedArrayBuffer;
+  /** Shared IRQ line state and the source bits the main thread allocated. */
+  irqs: SharedArrayBuffer;
+  irqAllocs: IrqSourceAlloc[];
 }
 
 export type VcpuMessage =

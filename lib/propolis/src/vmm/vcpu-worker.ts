@@ -61,7 +61,7 @@ const events: GuestEvents = {
 };
 
 const mem = memoryFromLayout(data.memory);
-const host = new ThreadHost('vcpu', id, data.vmFd, mem, events);
+const host = new ThreadHost('vcpu', id, data.vmFd, mem, events, data.irqs, data.irqAllocs);
 for (const d of data.devices) await attachFromDescriptor(d, host);
 
 const vcpu = VcpuFd.fromRaw(data.vcpuFd, id);

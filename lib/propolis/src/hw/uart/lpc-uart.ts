@@ -61,7 +61,7 @@ export class LpcUart implements MachineDevice, PioHandler, Lifecycle {
     this.ctl = new Int32Array(sh.ctl);
     this.lock = new SharedMutex(this.ctl.subarray(CTL_LOCK, CTL_LOCK + 1));
     this.output = new ByteRing(sh.ring);
-    this.irq = host.irqLine(sh.irq);
+    this.irq = host.irqLine(sh.irq, descriptor.name);
     host.pio.register(sh.port, 8, this, this.descriptor.name);
   }
 
