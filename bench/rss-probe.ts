@@ -25,6 +25,7 @@ import { QemuDebugExit } from '../lib/propolis/src/hw/qemu/debug-exit.js';
 import { QemuFwCfg } from '../lib/propolis/src/hw/qemu/fwcfg.js';
 import { LpcUart } from '../lib/propolis/src/hw/uart/lpc-uart.js';
 import { LAYOUT, Machine, MiB, type MachineEvent } from '../lib/propolis/src/vmm/machine.js';
+import { startAndWait } from './guest-run.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const MEMORY_MIB = 256;
@@ -131,9 +132,7 @@ async function probe(cpus: number): Promise<RssProbeResult> {
         else reject(new Error(`guest ${e.type}: ${e.reason}`));
       });
     });
-    await machine.start();
-    const status = await halted;
-    await machine.pause();
+    const status = await startAndWait(machine, halted);
     if (status !== 2 * cpus + 1) {
       throw new Error(`smp.rom saw ${(status - 1) / 2} of ${cpus} vCPUs (debug-exit status ${status})`);
     }

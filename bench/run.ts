@@ -21,6 +21,7 @@ import os from 'node:os';
 import { join } from 'node:path';
 import { QemuDebugExit } from '../lib/propolis/src/hw/qemu/debug-exit.js';
 import { Machine, type ExitStats, type MachineEvent } from '../lib/propolis/src/vmm/machine.js';
+import { startAndWait } from './guest-run.js';
 import { PioBenchDevice } from './pio-bench-device.js';
 import type { RssProbeResult } from './rss-probe.js';
 
@@ -94,9 +95,7 @@ async function runOurs(bootrom: Uint8Array, n: number): Promise<PioRun> {
         else reject(new BenchError(`pio-bench guest ${e.type}: ${e.reason}`));
       });
     });
-    await machine.start();
-    const status = await halted;
-    await machine.pause();
+    const status = await startAndWait(machine, halted);
     if (status !== 1) throw new BenchError(`pio-bench halted with status ${status}, expected 1`);
     const r = dev.result();
     if (r.outs !== n) throw new BenchError(`pio-bench device counted ${r.outs} OUTs, expected ${n}`);

@@ -75,15 +75,13 @@ export class SharedIrqLines {
       this.allocs.push(a);
     }
     const bit = 1 << a.bit;
-    const self = this;
+    const update = (level: boolean): void => this.update(gsi, bit, level);
     return {
       gsi,
-      set(level: boolean): void {
-        self.update(gsi, bit, level);
-      },
+      set: update,
       pulse(): void {
-        self.update(gsi, bit, true);
-        self.update(gsi, bit, false);
+        update(true);
+        update(false);
       },
     };
   }
