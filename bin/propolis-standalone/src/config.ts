@@ -14,6 +14,13 @@
 
 import { readFileSync } from 'node:fs';
 import { parse, TomlError } from 'smol-toml';
+import type { CpuidEntry } from '../../../lib/kvm/src/index.js';
+import {
+  CpuidProfileError,
+  profileToCpuid,
+  type CpuidProfileLeaf,
+  type CpuidVendor,
+} from '../../../lib/propolis/src/vmm/cpuid.js';
 
 export class ConfigError extends Error {
   constructor(
@@ -46,6 +53,8 @@ export interface StandaloneConfig {
     exitOnReboot: number | undefined;
   };
   devices: DevConfig[];
+  /** The profile named by `[main] cpuid_profile`, as CPUID entries. */
+  cpuid: CpuidEntry[] | undefined;
 }
 
 type Table = Record<string, unknown>;
@@ -60,10 +69,11 @@ const MAIN_KEYS = new Set([
   'exit_on_reboot',
   'use_reservoir',
   'cpu_binding',
+  'cpuid_profile',
 ]);
 /** Seed keys that this VMM does not implement yet; refused by name. */
-const MAIN_NOT_YET = new Set(['cpuid_profile', 'boot_order', 'acpi_variant']);
-const TOP_NOT_YET = new Set(['block_dev', 'cpuid', 'cloudinit']);
+const MAIN_NOT_YET = new Set(['boot_order', 'acpi_variant']);
+const TOP_NOT_YET = new Set(['block_dev', 'cloudinit']);
 const SEED_DRIVERS_NOT_YET = new Set([
   'pci-virtio-block',
   'pci-virtio-viona',
@@ -154,7 +164,8 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
   for (const k of Object.keys(doc)) {
     if (TOP_NOT_YET.has(k))
       throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [${k}] is not supported by propolis-ts yet`);
-    if (k !== 'main' && k !== 'dev') throw new ConfigError('CONFIG_KEY', `${file}: unknown table or key '${k}'`);
+    if (k !== 'main' && k !== 'dev' && k !== 'cpuid')
+      throw new ConfigError('CONFIG_KEY', `${file}: unknown table or key '${k}'`);
   }
   const mainT = doc['main'];
   if (!isTable(mainT)) throw new ConfigError('CONFIG_KEY', `${file}: a [main] table is required`);
@@ -202,7 +213,57 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
       }
     }
   }
-  return { main, devices };
+  const profiles = parseCpuidProfiles(doc['cpuid'], file);
+  const profileName = m.str('cpuid_profile');
+  let cpuid: CpuidEntry[] | undefined;
+  if (profileName !== undefined) {
+    cpuid = profiles.get(profileName);
+    if (!cpuid)
+      throw new ConfigError(
+        'CONFIG_VALUE',
+        `${file}: [main] cpuid_profile "${profileName}" has no [cpuid.${profileName}] table`,
+      );
+  }
+  return { main, devices, cpuid };
+}
+
+/**
+ * `[cpuid.<name>]`: `vendor = "intel" | "amd"` and leaf keys in hex, `"7"`
+ * or `"7-0"` (leaf-subleaf), each `[eax, ebx, ecx, edx]`.
+ */
+function parseCpuidProfiles(t: unknown, file: string): Map<string, CpuidEntry[]> {
+  const out = new Map<string, CpuidEntry[]>();
+  if (t === undefined) return out;
+  if (!isTable(t)) throw new ConfigError('CONFIG_KEY', `${file}: cpuid must be a table of [cpuid.<name>] tables`);
+  for (const [name, body] of Object.entries(t)) {
+    if (!isTable(body)) throw new ConfigError('CONFIG_KEY', `${file}: [cpuid.${name}] must be a table`);
+    const vendor = body['vendor'];
+    if (vendor !== 'intel' && vendor !== 'amd') {
+      throw new ConfigError('CONFIG_VALUE', `${file}: [cpuid.${name}] vendor must be "intel" or "amd"`);
+    }
+    const leaves: CpuidProfileLeaf[] = [];
+    for (const [key, v] of Object.entries(body)) {
+      if (key === 'vendor') continue;
+      const m = /^([0-9a-fA-F]{1,8})(?:-([0-9a-fA-F]{1,8}))?$/.exec(key);
+      if (!m) throw new ConfigError('CONFIG_KEY', `${file}: [cpuid.${name}] ${key}: not a hex leaf or leaf-subleaf`);
+      const regs = Array.isArray(v) ? v.map((x) => (typeof x === 'bigint' ? Number(x) : x)) : [];
+      if (regs.length !== 4 || !regs.every((x) => typeof x === 'number' && Number.isInteger(x))) {
+        throw new ConfigError('CONFIG_VALUE', `${file}: [cpuid.${name}] ${key} must be [eax, ebx, ecx, edx] integers`);
+      }
+      leaves.push({
+        leaf: parseInt(m[1] as string, 16),
+        ...(m[2] === undefined ? {} : { subleaf: parseInt(m[2], 16) }),
+        values: regs as [number, number, number, number],
+      });
+    }
+    try {
+      out.set(name, profileToCpuid(name, vendor as CpuidVendor, leaves));
+    } catch (e) {
+      if (e instanceof CpuidProfileError) throw new ConfigError('CONFIG_VALUE', `${file}: ${e.message}`, { cause: e });
+      throw e;
+    }
+  }
+  return out;
 }
 
 export function loadConfig(path: string): StandaloneConfig {

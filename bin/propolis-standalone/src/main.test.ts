@@ -138,6 +138,20 @@ describe('propolis-standalone', () => {
       /\/nonexistent\/kvm does not exist/,
       { PROPOLIS_KVM_DEVICE: '/nonexistent/kvm' },
     ],
+    [
+      'a cpuid_profile without its table',
+      () => [hello('cpuid_profile = "zen"')],
+      /cpuid_profile "zen" has no \[cpuid\.zen\] table/,
+    ],
+    [
+      'a cpuid profile with a leaf out of range',
+      () => [
+        config(
+          `[main]\nname="x"\ncpus=1\nmemory=32\nbootrom="x"\ncpuid_profile="p"\n[cpuid.p]\nvendor="amd"\n"0"=[1,0,0,0]\n"40000000"=[0,0,0,0]\n`,
+        ),
+      ],
+      /cpuid profile p: leaf 0x40000000 is outside/,
+    ],
     ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'[\s\S]*usage: propolis-standalone/],
   ];
   for (const [what, args, re, env] of errors) {

@@ -71,6 +71,7 @@ function build(cfg: StandaloneConfig): { machine: Machine; com1: LpcUart } {
     bootrom: readBootrom(cfg.main.bootrom),
     // For tests and unusual hosts: where to find the KVM device.
     kvmPath: process.env['PROPOLIS_KVM_DEVICE'] ?? '/dev/kvm',
+    ...(cfg.cpuid ? { cpuid: cfg.cpuid } : {}),
   });
   try {
     // Always present, as in the seed: the four COM ports (COM2–4 discard
@@ -135,9 +136,11 @@ async function main(argv: string[]): Promise<number> {
           log('info', `guest reset (${e.reason}); exit_on_reboot is set`);
           finish(cfg.main.exitOnReboot);
         } else {
-          // Resetting devices and vCPUs in place comes with the PC platform.
-          log('warn', `guest reset (${e.reason}): in-place reset is not supported yet; halting`);
-          finish(cfg.main.exitOnHalt);
+          log('info', `guest reset (${e.reason}); restarting in place`);
+          machine.reset().catch((err: unknown) => {
+            log('error', `reset failed: ${(err as Error).message}`);
+            finish(3);
+          });
         }
         return;
       case 'failure':
