@@ -76,12 +76,16 @@ export class ExitDecoder {
         e.size = run.getUint8(R.ioSize.offset) as 1 | 2 | 4;
         e.port = run.getUint16(R.ioPort.offset, true);
         e.count = run.getUint32(R.ioCount.offset, true);
-        e.dataOffset = Number(run.getBigUint64(R.ioDataOffset.offset, true));
+        // data_offset is a u64 but always inside the kvm_run mapping: read the
+        // low word (no BigInt on the hot path); a non-zero high word is
+        // turned into an offset the caller rejects.
+        e.dataOffset =
+          run.getUint32(R.ioDataOffset.offset + 4, true) === 0 ? run.getUint32(R.ioDataOffset.offset, true) : -1;
         return e;
       }
       case K.KVM_EXIT_MMIO: {
         const e = this.mmio;
-        e.addr = Number(run.getBigUint64(R.mmioPhysAddr.offset, true));
+        e.addr = run.getUint32(R.mmioPhysAddr.offset, true) + run.getUint32(R.mmioPhysAddr.offset + 4, true) * 2 ** 32;
         e.size = run.getUint32(R.mmioLen.offset, true) as 1 | 2 | 4 | 8;
         e.write = run.getUint8(R.mmioIsWrite.offset) !== 0;
         return e;

@@ -46,9 +46,13 @@ import {
 import { Prot, type GuestMemory } from './memory.js';
 import {
   CTL_ACK,
-  CTL_GEN,
-  CTL_REQ,
+  CTL_CMD,
+  CTL_STATE,
   CTL_WORDS,
+  GEN_MASK,
+  STATE_EXITED,
+  acked,
+  cmdWord,
   REQ_EXIT,
   REQ_PAUSE,
   REQ_RUN,
@@ -121,6 +125,7 @@ interface VcpuSlot {
   worker?: Worker;
   /** Resolves when the worker thread has exited (registered at spawn, so no exit is missed). */
   exited?: Promise<void>;
+  hasExited?: boolean;
   tid?: number;
 }
 
@@ -276,7 +281,7 @@ export class Machine {
       const runAddr = fd.mapRun(runSize);
       this.mappings.push({ addr: runAddr, size: runSize });
       const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS));
-      ctl[CTL_REQ] = REQ_PAUSE;
+      ctl[CTL_CMD] = cmdWord(0, REQ_PAUSE);
       this.vcpus.push({ fd, runAddr, ctl, stats: new Float64Array(new SharedArrayBuffer(8 * STAT_WORDS)) });
     }
     // Record reset state only once every vCPU exists: creating an AP changes
@@ -310,6 +315,11 @@ export class Machine {
 
   get cpus(): number {
     return this.vcpus.length;
+  }
+
+  /** Guest memory regions and their host mappings (for tools: RSS accounting, dumps). */
+  get memoryLayout(): readonly MemoryLayoutEntry[] {
+    return this.layout;
   }
 
   /** Add a device from its descriptor; returns the main thread's instance. Only before `start`. */
@@ -364,7 +374,12 @@ export class Machine {
           };
           const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
           slot.worker = w;
-          slot.exited = new Promise<void>((r) => w.once('exit', () => r()));
+          slot.exited = new Promise<void>((r) =>
+            w.once('exit', () => {
+              slot.hasExited = true;
+              r();
+            }),
+          );
           w.on('message', (m: VcpuMessage) => {
             if (m.type === 'ready') {
               slot.tid = m.tid;
@@ -414,20 +429,25 @@ export class Machine {
     if (slot.tid !== undefined) libc.tgkill(slot.tid, 12 /* SIGUSR2 */);
   }
 
-  /** Send one request to every vCPU and wait until each has acted on it (or exited). */
+  /**
+   * Send one command to every vCPU and wait until each has acted on it (or
+   * exited). Every command kicks: a vCPU sitting in a halted guest (HLT is
+   * handled in the kernel) would otherwise not look at it until its next exit.
+   */
   private async request(req: number): Promise<void> {
     const gens = this.vcpus.map((slot) => {
-      Atomics.store(slot.ctl, CTL_REQ, req);
-      const gen = Atomics.add(slot.ctl, CTL_GEN, 1) + 1;
-      Atomics.notify(slot.ctl, CTL_GEN);
-      if (req !== REQ_RUN) this.kick(slot);
+      const gen = ((Atomics.load(slot.ctl, CTL_CMD) >>> 2) + 1) & GEN_MASK;
+      Atomics.store(slot.ctl, CTL_CMD, cmdWord(gen, req));
+      Atomics.notify(slot.ctl, CTL_CMD);
+      this.kick(slot);
       return gen;
     });
     await Promise.all(
       this.vcpus.map(async (slot, i) => {
         for (;;) {
+          if (!slot.worker || slot.hasExited || Atomics.load(slot.ctl, CTL_STATE) === STATE_EXITED) return;
           const ack = Atomics.load(slot.ctl, CTL_ACK);
-          if (ack >= (gens[i] as number) || !slot.worker) return;
+          if (acked(ack, gens[i] as number)) return;
           const r = Atomics.waitAsync(slot.ctl, CTL_ACK, ack, 100);
           if (r.async) await r.value;
         }

@@ -5,15 +5,17 @@
 // The contract between the main thread and one vCPU worker.
 //
 // Control is a small Int32Array in shared memory:
-//   REQ   what the main thread wants: RUN, PAUSE or EXIT;
+//   CMD   what the main thread wants, one word: (generation << 2) | request,
+//         request being RUN, PAUSE or EXIT. Request and generation change in
+//         one store, so the worker can never pair a new request with an old
+//         generation (which once left start() waiting forever);
 //   STATE what the worker is doing: STARTING, RUNNING, PAUSED, EXITED;
-//   GEN   bumped with every request; a parked worker sleeps on it;
-//   ACK   the GEN of the last request the worker acted on (the main thread
-//         waits for ACK to reach the GEN of its request).
-// To make a vCPU leave KVM_RUN the main thread sets REQ, bumps GEN, sets
+//   ACK   the generation of the last command the worker acted on.
+// To make a vCPU leave KVM_RUN the main thread publishes a command, sets
 // `immediate_exit` in the vCPU's kvm_run page and sends SIGUSR2 to the
 // worker's kernel thread (see Machine.kick). KVM_RUN then returns EINTR —
-// at once if the worker was about to enter it — and the worker re-reads REQ.
+// at once if the worker was about to enter it — and the worker compares the
+// command word with the one it is running under.
 //
 // Events (guest halt/reset requests, failures) travel as postMessage: they
 // are rare and may take the slow path.
@@ -22,15 +24,26 @@ import type { DeviceDescriptor } from '../device.js';
 import type { IrqSourceAlloc } from './irq-lines.js';
 import type { Prot } from './memory.js';
 
-export const CTL_REQ = 0;
+export const CTL_CMD = 0;
 export const CTL_STATE = 1;
-export const CTL_GEN = 2;
-export const CTL_ACK = 3;
+export const CTL_ACK = 2;
 export const CTL_WORDS = 4;
 
 export const REQ_RUN = 0;
 export const REQ_PAUSE = 1;
 export const REQ_EXIT = 2;
+
+/** Generations live in 29 bits (the command word keeps the request in the low 2). */
+export const GEN_MASK = 0x1fff_ffff;
+
+export function cmdWord(gen: number, req: number): number {
+  return ((gen & GEN_MASK) << 2) | req;
+}
+
+/** Has a worker that acknowledged `ack` acted on generation `gen` (modulo wrap-around)? */
+export function acked(ack: number, gen: number): boolean {
+  return ((ack - gen) & GEN_MASK) < GEN_MASK >>> 1;
+}
 
 export const STATE_STARTING = 0;
 export const STATE_RUNNING = 1;

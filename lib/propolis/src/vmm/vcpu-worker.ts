@@ -21,8 +21,7 @@ import type { AccessSize } from '../pio.js';
 import { memoryFromLayout, ThreadHost } from './host.js';
 import {
   CTL_ACK,
-  CTL_GEN,
-  CTL_REQ,
+  CTL_CMD,
   CTL_STATE,
   REQ_EXIT,
   REQ_RUN,
@@ -138,21 +137,27 @@ function handleMmio(addr: number, size: AccessSize, write: boolean): void {
   }
 }
 
-/** Act on the current request: true to run, false to exit; parks while paused. */
+/** The command word the vCPU runs under; any other value stops it. */
+let runningCmd = -1;
+
+/** Act on the current command: true to run, false to exit; parks while paused. */
 function waitForRun(): boolean {
   for (;;) {
-    const gen = Atomics.load(ctl, CTL_GEN);
-    const req = Atomics.load(ctl, CTL_REQ);
+    const cmd = Atomics.load(ctl, CTL_CMD);
+    const req = cmd & 3;
+    const gen = cmd >>> 2;
     if (req === REQ_EXIT) return false;
     if (req === REQ_RUN && !parkRequested) {
+      runningCmd = cmd;
       setState(STATE_RUNNING, gen);
       return true;
     }
     // Paused, or parked after a guest event until the main thread sends a
-    // new request (which means it has seen the event).
+    // new command (which means it has seen the event). A park under an
+    // unchanged RUN command acknowledges nothing new.
     setState(STATE_PAUSED, req === REQ_RUN ? Atomics.load(ctl, CTL_ACK) : gen);
-    Atomics.wait(ctl, CTL_GEN, gen);
-    if (Atomics.load(ctl, CTL_GEN) !== gen) parkRequested = false;
+    Atomics.wait(ctl, CTL_CMD, cmd);
+    if (Atomics.load(ctl, CTL_CMD) !== cmd) parkRequested = false;
   }
 }
 
@@ -165,7 +170,7 @@ function setState(state: number, ack: number): void {
 function loop(): void {
   if (!waitForRun()) return;
   for (;;) {
-    if (parkRequested || Atomics.load(ctl, CTL_REQ) !== REQ_RUN) {
+    if (parkRequested || Atomics.load(ctl, CTL_CMD) !== runningCmd) {
       if (!waitForRun()) return;
     }
     const r = vcpu.run();
@@ -248,7 +253,7 @@ try {
 } finally {
   stats[STAT.unclaimedPio] = pio.unhandledReads + pio.unhandledWrites;
   stats[STAT.unclaimedMmio] = mmio.unhandledReads + mmio.unhandledWrites;
+  // Waiters check STATE before ACK, so an exited worker releases every request.
   Atomics.store(ctl, CTL_STATE, STATE_EXITED);
-  Atomics.store(ctl, CTL_ACK, 0x7fff_ffff);
   Atomics.notify(ctl, CTL_ACK);
 }
