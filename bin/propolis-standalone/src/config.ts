@@ -40,7 +40,13 @@ export interface DebugExitDev {
   iosize: number;
 }
 
-export type DevConfig = DebugExitDev;
+export interface PvpanicDev {
+  driver: 'qemu-pvpanic';
+  name: string;
+  enableIsa: boolean;
+}
+
+export type DevConfig = DebugExitDev | PvpanicDev;
 
 export interface StandaloneConfig {
   main: {
@@ -78,7 +84,6 @@ const SEED_DRIVERS_NOT_YET = new Set([
   'pci-virtio-block',
   'pci-virtio-viona',
   'pci-nvme',
-  'qemu-pvpanic',
   'pci-virtio-socket',
   'pci-virtio-9p',
   'softnpu-pci-port',
@@ -203,6 +208,12 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
         r.onlyKeys(new Set(['driver', 'iobase', 'iosize']));
         const iosize = r.int('iosize', 1, 4) ?? 1;
         devices.push({ driver, name, iobase: r.int('iobase', 0, 0x10000 - iosize) ?? 0x501, iosize });
+      } else if (driver === 'qemu-pvpanic') {
+        r.onlyKeys(new Set(['driver', 'enable_isa']));
+        if (devices.some((d) => d.driver === 'qemu-pvpanic')) {
+          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] only one qemu-pvpanic device is allowed`);
+        }
+        devices.push({ driver, name, enableIsa: r.bool('enable_isa') ?? false });
       } else if (SEED_DRIVERS_NOT_YET.has(driver)) {
         throw new ConfigError(
           'CONFIG_UNSUPPORTED',

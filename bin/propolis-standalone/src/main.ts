@@ -14,13 +14,12 @@
 // exits with (v << 1) | 1 as QEMU does, except v = 0, which exits 0. Operator errors print one
 // line naming the problem and exit 2; a failed guest exits 3.
 
-import { readFileSync, statSync } from 'node:fs';
+import { appendFileSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KvmUnavailableError } from '../../../lib/kvm/src/index.js';
-import { QemuDebugExit } from '../../../lib/propolis/src/hw/qemu/debug-exit.js';
-import { QemuFwCfg } from '../../../lib/propolis/src/hw/qemu/fwcfg.js';
-import { LpcUart } from '../../../lib/propolis/src/hw/uart/lpc-uart.js';
-import { Machine, MachineConfigError, type MachineEvent } from '../../../lib/propolis/src/vmm/machine.js';
+import { FwCfgConfigError } from '../../../lib/propolis/src/hw/qemu/fwcfg.js';
+import { PcPlatform } from '../../../lib/propolis/src/platform/pc.js';
+import { MachineConfigError, type MachineEvent } from '../../../lib/propolis/src/vmm/machine.js';
 import { ConfigError, loadConfig, type StandaloneConfig } from './config.js';
 import { ConsoleError, SerialConsole } from './console.js';
 
@@ -63,30 +62,22 @@ function readBootrom(path: string): Uint8Array {
   return new Uint8Array(readFileSync(path));
 }
 
-function build(cfg: StandaloneConfig): { machine: Machine; com1: LpcUart } {
-  const machine = Machine.create({
+function build(cfg: StandaloneConfig): PcPlatform {
+  const pvpanic = cfg.devices.find((d) => d.driver === 'qemu-pvpanic');
+  return PcPlatform.create({
     name: cfg.main.name,
     cpus: cfg.main.cpus,
     memoryMiB: cfg.main.memory,
     bootrom: readBootrom(cfg.main.bootrom),
     // For tests and unusual hosts: where to find the KVM device.
     kvmPath: process.env['PROPOLIS_KVM_DEVICE'] ?? '/dev/kvm',
+    ...(cfg.main.bootromVersion === undefined ? {} : { bootromVersion: cfg.main.bootromVersion }),
     ...(cfg.cpuid ? { cpuid: cfg.cpuid } : {}),
+    ...(pvpanic ? { pvpanic: { enableIsa: pvpanic.enableIsa } } : {}),
+    debugExits: cfg.devices.flatMap((d) =>
+      d.driver === 'qemu-isa-debug-exit' ? [{ name: d.name, port: d.iobase, size: d.iosize }] : [],
+    ),
   });
-  try {
-    // Always present, as in the seed: the four COM ports (COM2–4 discard
-    // their output) and fw_cfg.
-    const com1 = machine.addDevice(LpcUart, LpcUart.describe('com1'));
-    for (const c of ['com2', 'com3', 'com4'] as const) machine.addDevice(LpcUart, LpcUart.describe(c));
-    machine.addDevice(QemuFwCfg, QemuFwCfg.describe({ cpus: cfg.main.cpus }));
-    for (const d of cfg.devices) {
-      machine.addDevice(QemuDebugExit, QemuDebugExit.describe(d.name, d.iobase, d.iosize));
-    }
-    return { machine, com1 };
-  } catch (e) {
-    void machine.destroy();
-    throw e;
-  }
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -115,8 +106,12 @@ async function main(argv: string[]): Promise<number> {
   if (args.positionals.length !== 1) throw new UsageError(`expected one config file\n${USAGE}`);
 
   const cfg = loadConfig(args.positionals[0] as string);
-  const { machine, com1 } = build(cfg);
-  const console_ = new SerialConsole(com1, {
+  const pc = build(cfg);
+  const machine = pc.machine;
+  // The seed writes what the guest sends to the QEMU debug port into ./debug.out.
+  const debugOut = pc.debugPort.pipeTo((bytes) => appendFileSync('debug.out', bytes));
+  pc.pvpanic?.onPanic((total) => log('warn', `guest reported a panic (pvpanic: ${JSON.stringify(total)})`));
+  const console_ = new SerialConsole(pc.com.com1, {
     socketPath: args.values.socket as string,
     stdout: args.values['serial-stdout'] as boolean,
   });
@@ -168,6 +163,7 @@ async function main(argv: string[]): Promise<number> {
     return code;
   } finally {
     await console_.close();
+    await debugOut.close().catch((e: unknown) => log('warn', `debug.out: ${(e as Error).message}`));
     await machine.destroy();
   }
 }
@@ -178,7 +174,8 @@ function isOperatorError(e: unknown): e is Error {
     e instanceof UsageError ||
     e instanceof KvmUnavailableError ||
     e instanceof MachineConfigError ||
-    e instanceof ConsoleError
+    e instanceof ConsoleError ||
+    e instanceof FwCfgConfigError
   );
 }
 
