@@ -74,6 +74,7 @@ function build(cfg: StandaloneConfig): PcPlatform {
     ...(cfg.main.bootromVersion === undefined ? {} : { bootromVersion: cfg.main.bootromVersion }),
     ...(cfg.cpuid ? { cpuid: cfg.cpuid } : {}),
     ...(pvpanic ? { pvpanic: { enableIsa: pvpanic.enableIsa } } : {}),
+    standalone: true,
     debugExits: cfg.devices.flatMap((d) =>
       d.driver === 'qemu-isa-debug-exit' ? [{ name: d.name, port: d.iobase, size: d.iosize }] : [],
     ),

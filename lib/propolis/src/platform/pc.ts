@@ -11,7 +11,17 @@
 //
 // Threading: main thread; devices are added before `start`.
 
+import { randomUUID } from 'node:crypto';
 import type { CpuidEntry } from '../../../kvm/src/index.js';
+import { buildAcpi } from '../firmware/acpi/tables.js';
+import {
+  BOOTROM_VERSION_SERVER,
+  BOOTROM_VERSION_STANDALONE,
+  buildSmbios,
+  RELEASE_DATE_SERVER,
+  RELEASE_DATE_STANDALONE,
+  type SmbiosCpu,
+} from '../firmware/smbios/smbios.js';
 import { QemuDebugExit } from '../hw/qemu/debug-exit.js';
 import { QemuDebugPort } from '../hw/qemu/debug-port.js';
 import { E820Type, FwCfgBuilder, QemuFwCfg } from '../hw/qemu/fwcfg.js';
@@ -35,6 +45,43 @@ export interface PcConfig {
   debugExits?: { name: string; port: number; size: number }[];
   /** Serial console port SeaBIOS mirrors its screen to (`etc/sercon-port`); default COM1, `null` for none. */
   serialConsole?: number | null;
+  /** Instance UUID (SMBIOS type 1); a random one when absent. */
+  uuid?: string;
+  /** SMBIOS type 1 fields, as the seed's API sets them. */
+  smbios?: { manufacturer?: string; productName?: string; serialNumber?: string; version?: string | number };
+  /** Use propolis-standalone's SMBIOS defaults (release date, bootrom version) instead of the server's. */
+  standalone?: boolean;
+  enablePcie?: boolean;
+}
+
+/** CPU identification for SMBIOS type 4, from the CPUID the vCPUs see. */
+function cpuInfo(cpuid: CpuidEntry[]): SmbiosCpu {
+  const leaf = (fn: number): CpuidEntry | undefined => cpuid.find((e) => e.function === fn && e.index === 0);
+  const regs = (e: CpuidEntry | undefined, order: ('eax' | 'ebx' | 'ecx' | 'edx')[]): Buffer => {
+    const b = Buffer.alloc(4 * order.length);
+    order.forEach((r, i) => b.writeUInt32LE(e ? e[r] >>> 0 : 0, 4 * i));
+    return b;
+  };
+  const vendor = regs(leaf(0), ['ebx', 'edx', 'ecx']).toString('latin1');
+  const eax1 = leaf(1)?.eax ?? 0;
+  const baseFamily = (eax1 >> 8) & 0xf;
+  const family = baseFamily === 0xf ? baseFamily + ((eax1 >> 20) & 0xff) : baseFamily;
+  const model =
+    baseFamily === 0x6 || baseFamily === 0xf ? (((eax1 >> 16) & 0xf) << 4) | ((eax1 >> 4) & 0xf) : (eax1 >> 4) & 0xf;
+  const brand = [0x8000_0002, 0x8000_0003, 0x8000_0004]
+    .map((fn) => regs(leaf(fn), ['eax', 'ebx', 'ecx', 'edx']).toString('latin1'))
+    .join('')
+    .replace(/\0+$/, '')
+    .trim();
+  return {
+    vendor: vendor.replace(/\0/g, ''),
+    family,
+    model,
+    stepping: eax1 & 0xf,
+    brand: brand || 'Virtual CPU',
+    cpuidEax1: eax1 >>> 0,
+    cpuidEdx1: (leaf(1)?.edx ?? 0) >>> 0,
+  };
 }
 
 export class PcPlatform {
@@ -43,11 +90,14 @@ export class PcPlatform {
   readonly fwcfg: QemuFwCfg;
   readonly pvpanic: QemuPvpanic | undefined;
 
+  readonly uuid: string;
+
   private constructor(
     readonly machine: Machine,
     readonly config: PcConfig,
   ) {
     const m = machine;
+    this.uuid = config.uuid ?? randomUUID();
     // The order devices are added is the order every vCPU thread attaches
     // them; keep it fixed.
     const com = {} as Record<ComPort, LpcUart>;
@@ -106,6 +156,26 @@ export class PcPlatform {
       .bootOrder(this.config.bootOrder ?? [], { halt: true });
     const sercon = this.config.serialConsole === undefined ? COM_PORTS.com1.port : this.config.serialConsole;
     if (sercon !== null) b.serialConsole(sercon);
+    const { lowmem, highmem } = this.memory;
+    const acpi = buildAcpi({
+      cpus: this.config.cpus,
+      lowmemTop: lowmem,
+      highmem,
+      serialPorts: Object.keys(COM_PORTS) as ComPort[],
+      enablePcie: this.config.enablePcie ?? false,
+    });
+    const romSize = Math.max(64 * 1024, Math.ceil(this.config.bootrom.byteLength / 65536) * 65536);
+    const standalone = this.config.standalone ?? false;
+    const smbios = buildSmbios({
+      bootromVersion: this.config.bootromVersion ?? (standalone ? BOOTROM_VERSION_STANDALONE : BOOTROM_VERSION_SERVER),
+      releaseDate: standalone ? RELEASE_DATE_STANDALONE : RELEASE_DATE_SERVER,
+      romSize,
+      system: { ...this.config.smbios, uuid: this.uuid },
+      cpu: cpuInfo(this.machine.baseCpuid),
+      cpus: this.config.cpus,
+      memory: { lowmem, highmem },
+    });
+    for (const f of [...acpi.files, ...smbios.files]) b.file(f.name, f.bytes);
     return b;
   }
 }

@@ -273,6 +273,7 @@ export class Machine {
     this.vm.createIrqchip();
     this.vm.createPit2(KVM_PIT_SPEAKER_DUMMY);
     const supported = this.config.cpuid ?? this.kvm.supportedCpuid();
+    this.baseCpuid = supported;
     const runSize = this.kvm.vcpuMmapSize();
     const msrIndices = this.kvm.msrIndexList();
     for (let id = 0; id < this.config.cpus; id++) {
@@ -291,6 +292,9 @@ export class Machine {
   }
 
   private chipsetPowerOn: ChipsetPowerOn | undefined;
+
+  /** The CPUID leaves every vCPU starts from (before per-vCPU specialisation). */
+  baseCpuid: CpuidEntry[] = [];
 
   /**
    * Reset the machine as a PC reset does, without exiting: every vCPU and
