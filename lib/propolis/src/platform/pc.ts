@@ -22,6 +22,7 @@ import {
   RELEASE_DATE_STANDALONE,
   type SmbiosCpu,
 } from '../firmware/smbios/smbios.js';
+import { describeChipset } from '../hw/chipset/chipset.js';
 import { QemuDebugExit } from '../hw/qemu/debug-exit.js';
 import { QemuDebugPort } from '../hw/qemu/debug-port.js';
 import { E820Type, FwCfgBuilder, QemuFwCfg } from '../hw/qemu/fwcfg.js';
@@ -100,6 +101,12 @@ export class PcPlatform {
     this.uuid = config.uuid ?? randomUUID();
     // The order devices are added is the order every vCPU thread attaches
     // them; keep it fixed.
+    // The chipset comes first: the host bridge installs the PCI topology and
+    // BAR router every later PCI device attaches to. The FADT declares a
+    // 32-bit PM timer (TMR_VAL_EXT), so the timer is 32 bits wide.
+    for (const { cls, desc } of describeChipset({ enablePcie: config.enablePcie ?? false, pmTimerBits: 32 })) {
+      m.addDevice(cls, desc);
+    }
     const com = {} as Record<ComPort, LpcUart>;
     for (const c of Object.keys(COM_PORTS) as ComPort[]) com[c] = m.addDevice(LpcUart, LpcUart.describe(c));
     this.com = com;
