@@ -45,6 +45,10 @@ const GUESTS: readonly Guest[] = [
   { name: 'hello', sources: ['hello.S', 'boot64.S'] },
   { name: 'smp', sources: ['smp.S', 'boot64.S'] },
   { name: 'pio-bench', sources: ['pio-bench.S'] },
+  { name: 'reset-cf9', sources: ['reset-cf9.S'] },
+  { name: 'reset-kbd', sources: ['reset-kbd.S'] },
+  { name: 'reset-triple', sources: ['reset-triple.S'] },
+  { name: 'poweroff', sources: ['poweroff.S'] },
 ];
 
 const TOOLS = ['gcc', 'as', 'ld', 'objcopy'] as const;

@@ -23,7 +23,9 @@ import {
   type SmbiosCpu,
 } from '../firmware/smbios/smbios.js';
 import { describeChipset } from '../hw/chipset/chipset.js';
+import { LpcPs2Ctrl } from '../hw/ps2/lpc-ps2ctrl.js';
 import { QemuDebugExit } from '../hw/qemu/debug-exit.js';
+import { LpcRtc } from '../hw/rtc/lpc-rtc.js';
 import { QemuDebugPort } from '../hw/qemu/debug-port.js';
 import { E820Type, FwCfgBuilder, QemuFwCfg } from '../hw/qemu/fwcfg.js';
 import { QemuPvpanic } from '../hw/qemu/pvpanic.js';
@@ -87,6 +89,8 @@ function cpuInfo(cpuid: CpuidEntry[]): SmbiosCpu {
 
 export class PcPlatform {
   readonly com: Record<ComPort, LpcUart>;
+  readonly rtc: LpcRtc;
+  readonly ps2: LpcPs2Ctrl;
   readonly debugPort: QemuDebugPort;
   readonly fwcfg: QemuFwCfg;
   readonly pvpanic: QemuPvpanic | undefined;
@@ -110,6 +114,9 @@ export class PcPlatform {
     const com = {} as Record<ComPort, LpcUart>;
     for (const c of Object.keys(COM_PORTS) as ComPort[]) com[c] = m.addDevice(LpcUart, LpcUart.describe(c));
     this.com = com;
+    const { lowmem, highmem } = this.memory;
+    this.rtc = m.addDevice(LpcRtc, LpcRtc.describe({ lowmem, highmem, cpus: config.cpus }));
+    this.ps2 = m.addDevice(LpcPs2Ctrl, LpcPs2Ctrl.describe());
     this.debugPort = m.addDevice(QemuDebugPort, QemuDebugPort.describe({}));
     this.pvpanic = config.pvpanic?.enableIsa
       ? m.addDevice(QemuPvpanic, QemuPvpanic.describe({ enableIsa: true }))
