@@ -3,9 +3,11 @@
 // file, You can obtain one at https://mozilla.org/MPL/2.0/.
 
 // reset-triple.rom: resets by triple fault until it has booted three times.
-// It enters protected mode with an empty IDT and executes an undefined
-// opcode: #UD cannot be delivered (#GP), nor can that (#DF), so the CPU
-// shuts down, which a PC turns into a reset.
+// It enters protected mode with an empty IDT and loads DS with a selector
+// past the end of the GDT: that #GP cannot be delivered (another #GP),
+// nor can the #DF that follows, so the CPU shuts down, which a PC turns
+// into a reset. (A `ud2` would be simpler, but KVM's instruction emulator,
+// which runs CPL0 code on these hosts, does not emulate it.)
 
 #include "power.h"
 
@@ -15,7 +17,8 @@
         movl    %cr0, %eax
         orb     $1, %al
         movl    %eax, %cr0
-        ud2
+        movw    $0x40, %ax
+        movw    %ax, %ds
 .endm
 
         POWER_GUEST triple_fault
