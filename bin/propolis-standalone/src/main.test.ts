@@ -7,11 +7,12 @@
 
 import assert from 'node:assert/strict';
 import { spawn } from 'node:child_process';
-import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
+import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { connect } from 'node:net';
 import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
+import { debianFile } from '../../../lib/propolis/src/testing/debian.js';
 import { guestRomPath, REPO_ROOT } from '../../../lib/propolis/src/testing/guests.js';
 
 const MAIN = join(REPO_ROOT, 'dist', 'bin', 'propolis-standalone', 'src', 'main.js');
@@ -95,6 +96,67 @@ describe('propolis-standalone', () => {
     assert.ok(r.stderr.indexOf('waiting for a console client') < r.stderr.indexOf('starting'));
     assert.match(got, /hello from 64-bit mode/);
     assert.equal(r.stdout, '', 'without --serial-stdout nothing goes to stdout');
+  });
+
+  const power = (guest: string, extra = ''): string =>
+    config(
+      `[main]\nname = "p"\ncpus = 1\nmemory = 16\nbootrom = "${join(REPO_ROOT, 'guests', 'out', `${guest}.rom`)}"\nexit_on_halt = 42\n${extra}\n[dev.exit]\ndriver = "qemu-isa-debug-exit"\n`,
+    );
+
+  for (const [guest, how] of [
+    ['reset-cf9', /PIIX reset control/],
+    ['reset-kbd', /8042/],
+    ['reset-triple', /triple fault/],
+  ] as const) {
+    it(`resets in place on a guest reset (${guest}): three boots, then the guest's own status`, async () => {
+      const r = await run([power(guest), '--serial-stdout']);
+      assert.equal(r.code, 7, r.stderr);
+      assert.match(r.stdout, /b1\nb2\nb3\n/);
+      assert.equal(r.stderr.match(new RegExp(how.source, 'g'))?.length, 2, r.stderr);
+    });
+  }
+
+  it('exits with exit_on_reboot at the first guest reset when it is set', async () => {
+    const r = await run([power('reset-cf9', 'exit_on_reboot = 5'), '--serial-stdout']);
+    assert.equal(r.code, 5, r.stderr);
+    assert.equal(r.stdout, 'b1\n');
+  });
+
+  it('exits with exit_on_halt when the guest enters ACPI S5', async () => {
+    const r = await run([power('poweroff'), '--serial-stdout']);
+    assert.equal(r.code, 42, r.stderr);
+    assert.equal(r.stdout, 'bye\n');
+    assert.match(r.stderr, /ACPI S5/);
+  });
+
+  it('boots Debian SeaBIOS to "No bootable device" and halts on Ctrl-C', async () => {
+    const bios = debianFile('seabios', 'usr/share/seabios/bios.bin');
+    const cfg = config(`[main]\nname = "bios"\ncpus = 2\nmemory = 128\nbootrom = "${bios}"\nexit_on_halt = 3\n`);
+    const p = spawn(process.execPath, [MAIN, cfg, '--serial-stdout'], { cwd: dir });
+    let out = '';
+    let err = '';
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const t = setTimeout(() => {
+        p.kill('SIGKILL');
+        reject(new Error(`no "No bootable device" in time; stdout=${out} stderr=${err}`));
+      }, 90000);
+      p.stdout.on('data', (d: Buffer) => {
+        out += d.toString('latin1');
+        if (/No bootable device/.test(out)) p.kill('SIGINT');
+      });
+      p.on('close', (c) => {
+        clearTimeout(t);
+        resolve(c);
+      });
+    });
+    assert.equal(code, 3, err);
+    assert.match(out, /SeaBIOS \(version/);
+    assert.match(
+      readFileSync(join(dir, 'debug.out'), 'latin1'),
+      /Found 2 cpu\(s\)/,
+      'debug port output in ./debug.out',
+    );
   });
 
   const errors: [string, () => string[], RegExp, Record<string, string>?][] = [
