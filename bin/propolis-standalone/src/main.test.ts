@@ -135,6 +135,7 @@ describe('propolis-standalone', () => {
     const p = spawn(process.execPath, [MAIN, cfg, '--serial-stdout'], { cwd: dir });
     let out = '';
     let err = '';
+    let sent = false;
     p.stderr.on('data', (d: Buffer) => (err += d.toString()));
     const code = await new Promise<number | null>((resolve, reject) => {
       const t = setTimeout(() => {
@@ -143,7 +144,10 @@ describe('propolis-standalone', () => {
       }, 90000);
       p.stdout.on('data', (d: Buffer) => {
         out += d.toString('latin1');
-        if (/No bootable device/.test(out)) p.kill('SIGINT');
+        if (!sent && /No bootable device/.test(out)) {
+          sent = true;
+          p.kill('SIGINT');
+        }
       });
       p.on('close', (c) => {
         clearTimeout(t);

@@ -145,8 +145,12 @@ async function main(argv: string[]): Promise<number> {
         return;
     }
   });
-  process.once('SIGINT', () => {
-    log('info', 'interrupted; halting the VM');
+  // Every Ctrl-C asks for the same orderly halt: a second one while the VM
+  // is stopping must not kill the process half-way (Node's default).
+  let interrupted = false;
+  process.on('SIGINT', () => {
+    if (!interrupted) log('info', 'interrupted; halting the VM');
+    interrupted = true;
     finish(cfg.main.exitOnHalt);
   });
 
