@@ -80,6 +80,25 @@ export const eventfd = libc.func('int eventfd(unsigned int initval, int flags)')
   init: number,
   flags: number,
 ) => number;
+export const poll = libc.func('int poll(void *fds, unsigned long nfds, int timeout)') as (
+  fds: Uint8Array,
+  nfds: number,
+  timeout: number,
+) => number;
+export const epollCreate1 = libc.func('int epoll_create1(int flags)') as (flags: number) => number;
+export const epollCtl = libc.func('int epoll_ctl(int epfd, int op, int fd, void *event)') as (
+  epfd: number,
+  op: number,
+  fd: number,
+  event: Uint8Array | null,
+) => number;
+export const epollWait = libc.func('int epoll_wait(int epfd, void *events, int maxevents, int timeout)') as (
+  epfd: number,
+  events: Uint8Array,
+  maxevents: number,
+  timeout: number,
+) => number;
+
 const syscall3 = libc.func('syscall', 'long', ['long', 'long', 'long', 'long']) as (
   nr: number,
   a: number,
@@ -118,6 +137,21 @@ export function errnoName(e: number): string {
   return errnoNames.get(e) ?? `errno ${e}`;
 }
 
+/** Signal an eventfd (adds 1 to its counter). Returns false if the write failed. */
+export function eventfdSignal(fd: number): boolean {
+  const b = eventfdBuf;
+  new DataView(b.buffer).setBigUint64(0, 1n, true);
+  return write(fd, b, 8) === 8;
+}
+
+/** Read and reset an eventfd's counter; 0n when nothing was pending (non-blocking fd) or on error. */
+export function eventfdRead(fd: number): bigint {
+  const b = eventfdBuf;
+  if (read(fd, b, 8) !== 8) return 0n;
+  return new DataView(b.buffer).getBigUint64(0, true);
+}
+const eventfdBuf = new Uint8Array(8);
+
 /** A view over native memory. The caller guarantees the mapping outlives every use of the view. */
 export function view(addr: bigint, len: number): ArrayBuffer {
   return koffi.view(addr, len) as ArrayBuffer;
@@ -137,6 +171,16 @@ export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 export const MADV_DONTDUMP = 16;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
+export const EPOLL_CLOEXEC = 0o2000000;
+export const EPOLL_CTL_ADD = 1;
+export const EPOLL_CTL_DEL = 2;
+export const EPOLL_CTL_MOD = 3;
+export const EPOLLIN = 0x001;
+/** struct epoll_event is packed on x86-64: u32 events, then u64 data at offset 4. */
+export const EPOLL_EVENT_SIZE = 12;
+export const POLLIN = 0x001;
+/** struct pollfd: int fd, short events, short revents. */
+export const POLLFD_SIZE = 8;
 export const EPERM = 1;
 export const ENOENT = 2;
 export const EINTR = 4;
