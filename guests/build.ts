@@ -8,17 +8,23 @@
 // turned into a flat 64 KiB bootrom with `objcopy -O binary`, written to
 // guests/out/<name>.rom. Objects, ELFs and link maps stay in guests/out/obj/.
 //
+// Boot-sector guests (those with a `disk` entry) are linked with their own
+// linker script at 0x7C00 instead, and their flat code (boot sector plus
+// stage 2) is written into raw disk images guests/out/<image>.img together
+// with a generated data region; the layout is described above diskData().
+//
 // Usage: node dist/guests/build.js [--force] [name...]
 //   --force   rebuild even when the output is up to date
 //   name...   build only these guests (default: all)
 //
-// A guest is skipped when its .rom is newer than its sources, every file they
-// #include (followed recursively) and the linker script. One line is
-// printed per guest built. A missing tool or a failed step exits non-zero
-// with the failing command and its output.
+// A guest is skipped when its outputs are newer than its sources, every file
+// they #include (followed recursively) and the linker script (for disk images,
+// also this script, which generates their data). One line is printed per
+// guest built. A missing tool or a failed step exits non-zero with the
+// failing command and its output.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync } from 'node:fs';
+import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -34,11 +40,27 @@ const RESET_OFFSET = ROM_SIZE - 16;
 /** rom.ld fills unused ROM with this byte (hlt). */
 const FILL_BYTE = 0xf4;
 
+interface DiskImage {
+  /** Output is guests/out/<file>. */
+  readonly file: string;
+  /** MiB of generated data the guest reads and checks. */
+  readonly mib: number;
+}
+
+interface DiskGuest {
+  /** Linker script in guests/src/ laying out the boot sector and stage 2 at 0x7C00. */
+  readonly linkerScript: string;
+  /** The images to write, all with the same boot code. */
+  readonly images: readonly DiskImage[];
+}
+
 interface Guest {
-  /** Output is guests/out/<name>.rom. */
+  /** Output is guests/out/<name>.rom, or the disk images when `disk` is set. */
   readonly name: string;
   /** Source files in guests/src/, each assembled to one object; linked in this order. */
   readonly sources: readonly string[];
+  /** A boot-sector guest, built into raw disk images instead of a bootrom. */
+  readonly disk?: DiskGuest;
 }
 
 const GUESTS: readonly Guest[] = [
@@ -49,6 +71,17 @@ const GUESTS: readonly Guest[] = [
   { name: 'reset-kbd', sources: ['reset-kbd.S'] },
   { name: 'reset-triple', sources: ['reset-triple.S'] },
   { name: 'poweroff', sources: ['poweroff.S'] },
+  {
+    name: 'diskread',
+    sources: ['diskread.S'],
+    disk: {
+      linkerScript: 'diskread.ld',
+      images: [
+        { file: 'diskread.img', mib: 8 },
+        { file: 'diskread-small.img', mib: 1 },
+      ],
+    },
+  },
 ];
 
 const TOOLS = ['gcc', 'as', 'ld', 'objcopy'] as const;
@@ -128,12 +161,11 @@ function upToDate(output: string, inputs: Iterable<string>): boolean {
   return true;
 }
 
-function build(guest: Guest): void {
+/** Assembles a guest's sources and links them with `script` into guests/out/obj/<name>.elf. */
+function compileAndLink(guest: Guest, script: string): string {
   const guestObjDir = join(objDir, guest.name);
   const elf = join(objDir, `${guest.name}.elf`);
   const map = join(objDir, `${guest.name}.map`);
-  const rom = join(outDir, `${guest.name}.rom`);
-  const tmp = `${rom}.tmp`;
 
   mkdirSync(guestObjDir, { recursive: true });
   const objs = guest.sources.map((source) => {
@@ -152,27 +184,156 @@ function build(guest: Guest): void {
     'noexecstack',
     '--fatal-warnings',
     '-T',
-    linkerScript,
+    script,
     '-Map',
     map,
     '-o',
     elf,
     ...objs,
   ]);
-  rmSync(tmp, { force: true });
-  run('objcopy', ['-O', 'binary', '-j', '.rom', elf, tmp]);
+  return elf;
+}
 
-  const image = readFileSync(tmp);
-  if (image.length !== ROM_SIZE) {
+/** Copies one output section of an ELF out as a flat binary. */
+function flatSection(elf: string, section: string, tmp: string): Buffer {
+  rmSync(tmp, { force: true });
+  run('objcopy', ['-O', 'binary', '-j', section, elf, tmp]);
+  try {
+    return readFileSync(tmp);
+  } finally {
     rmSync(tmp, { force: true });
+  }
+}
+
+/** Writes `data` to `file` through a temporary file, so a failed build leaves no half-written output. */
+function writeOutput(file: string, data: Uint8Array): void {
+  const tmp = `${file}.tmp`;
+  writeFileSync(tmp, data);
+  chmodSync(tmp, 0o644);
+  renameSync(tmp, file);
+}
+
+function buildRom(guest: Guest): void {
+  const rom = join(outDir, `${guest.name}.rom`);
+  const image = flatSection(compileAndLink(guest, linkerScript), '.rom', `${rom}.tmp`);
+  if (image.length !== ROM_SIZE) {
     throw new BuildError(`${rel(rom)}: image is ${image.length} bytes, expected exactly ${ROM_SIZE}`);
   }
   if (image[RESET_OFFSET] === FILL_BYTE) {
-    rmSync(tmp, { force: true });
     throw new BuildError(`${rel(rom)}: nothing at the reset vector (offset 0x${RESET_OFFSET.toString(16)})`);
   }
-  chmodSync(tmp, 0o644);
-  renameSync(tmp, rom);
+  writeOutput(rom, image);
+}
+
+// ---- Disk images for boot-sector guests (diskread) ----
+//
+// Layout of guests/out/<image>.img (raw, 512-byte sectors):
+//
+//   LBA 0                 boot sector: code, parameter block at 0x1A0, 0x55AA
+//   LBA 1..               stage 2 (whole sectors), then zeros up to DATA_LBA
+//   LBA DATA_LBA..        N MiB of data: every sector holds its own LBA in its
+//                         first dword (little-endian), then 127 dwords of one
+//                         xorshift32 stream (seeded with DATA_SEED) that runs
+//                         on across sectors
+//   ..end                 zeros; the image is a whole number of MiB
+//
+// The parameter block (16 bytes): magic "DRd1", data LBA, N, and the hash of
+// the N MiB of data as the guest computes it (u32 LE each): h = 0, then for
+// every dword d of the data in disk order h = h * HASH_MUL + d (mod 2^32).
+// Images with different N share the data stream, so a smaller image's data
+// is a prefix of a larger one's.
+
+// DATA_LBA and MiB are read from the parameter block; CHUNK_SECTORS,
+// PARAMS_OFFSET, PARAMS_MAGIC and HASH_MUL must match diskread.S/.ld.
+const SECTOR = 512;
+const MIB = 1 << 20;
+/** First sector of the data region: 32 KiB of room for the boot code. */
+const DATA_LBA = 64;
+/** Sectors per INT 13h read in the guest; the data must be a whole number of them. */
+const CHUNK_SECTORS = 64;
+const PARAMS_OFFSET = 0x1a0;
+const PARAMS_MAGIC = 'DRd1';
+const HASH_MUL = 0x01000193;
+const DATA_SEED = 0x6d2b79f5;
+
+/** The data region of an image with `mib` MiB of data, and its hash. */
+function diskData(mib: number): { data: Uint8Array; hash: number } {
+  const data = new Uint8Array(mib * MIB);
+  const view = new DataView(data.buffer);
+  let x = DATA_SEED;
+  let h = 0;
+  for (let off = 0; off < data.length; off += 4) {
+    let d: number;
+    if (off % SECTOR === 0) {
+      d = DATA_LBA + off / SECTOR;
+    } else {
+      x ^= x << 13;
+      x ^= x >>> 17;
+      x ^= x << 5;
+      x >>>= 0;
+      d = x;
+    }
+    view.setUint32(off, d, true);
+    h = (Math.imul(h, HASH_MUL) + d) >>> 0;
+  }
+  return { data, hash: h };
+}
+
+function buildDiskImages(guest: Guest, disk: DiskGuest): void {
+  const script = join(srcDir, disk.linkerScript);
+  const codeFile = join(objDir, `${guest.name}.bin`);
+  const code = flatSection(compileAndLink(guest, script), '.image', `${codeFile}.tmp`);
+  const what = `${guest.name} boot code`;
+  if (code.length < SECTOR || code.length % SECTOR !== 0) {
+    throw new BuildError(`${what} is ${code.length} bytes, expected a whole number of sectors`);
+  }
+  if (code.length > DATA_LBA * SECTOR) {
+    throw new BuildError(`${what} is ${code.length} bytes and would overlap the data region at LBA ${DATA_LBA}`);
+  }
+  if (code[SECTOR - 2] !== 0x55 || code[SECTOR - 1] !== 0xaa) {
+    throw new BuildError(`${what}: no 0x55 0xAA boot signature at offset 0x1FE`);
+  }
+  if (code.toString('latin1', PARAMS_OFFSET, PARAMS_OFFSET + 4) !== PARAMS_MAGIC) {
+    throw new BuildError(
+      `${what}: no parameter block (magic "${PARAMS_MAGIC}") at offset 0x${PARAMS_OFFSET.toString(16)}`,
+    );
+  }
+  writeOutput(codeFile, code);
+
+  for (const image of disk.images) {
+    const file = join(outDir, image.file);
+    if (!Number.isInteger(image.mib) || image.mib < 1 || ((image.mib * MIB) / SECTOR) % CHUNK_SECTORS !== 0) {
+      throw new BuildError(`${rel(file)}: data size must be a whole number of MiB, at least 1 (got ${image.mib})`);
+    }
+    const { data, hash } = diskData(image.mib);
+    const dataStart = DATA_LBA * SECTOR;
+    const size = Math.ceil((dataStart + data.length) / MIB) * MIB;
+    const img = Buffer.alloc(size);
+    code.copy(img, 0);
+    img.writeUInt32LE(DATA_LBA, PARAMS_OFFSET + 4);
+    img.writeUInt32LE(image.mib, PARAMS_OFFSET + 8);
+    img.writeUInt32LE(hash, PARAMS_OFFSET + 12);
+    img.set(data, dataStart);
+    writeOutput(file, img);
+  }
+}
+
+function outputs(guest: Guest): string[] {
+  if (guest.disk === undefined) return [join(outDir, `${guest.name}.rom`)];
+  return guest.disk.images.map((i) => join(outDir, i.file));
+}
+
+function inputs(guest: Guest): Set<string> {
+  const files = new Set<string>();
+  if (guest.disk === undefined) {
+    files.add(linkerScript);
+  } else {
+    files.add(join(srcDir, guest.disk.linkerScript));
+    // The data and its hash are generated here.
+    files.add(import.meta.filename);
+  }
+  for (const source of guest.sources) dependencies(join(srcDir, source), files);
+  return files;
 }
 
 function main(argv: readonly string[]): void {
@@ -190,17 +351,17 @@ function main(argv: readonly string[]): void {
   const selected = names.length === 0 ? GUESTS : GUESTS.filter((g) => names.includes(g.name));
 
   const todo = selected.filter((g) => {
-    const inputs = new Set([linkerScript]);
-    for (const source of g.sources) dependencies(join(srcDir, source), inputs);
-    return force || !upToDate(join(outDir, `${g.name}.rom`), inputs);
+    const ins = inputs(g);
+    return force || !outputs(g).every((o) => upToDate(o, ins));
   });
   if (todo.length === 0) return;
 
   checkTools();
   mkdirSync(objDir, { recursive: true });
   for (const g of todo) {
-    build(g);
-    console.log(`guests: built ${rel(join(outDir, `${g.name}.rom`))} from ${g.sources.join(', ')}`);
+    if (g.disk === undefined) buildRom(g);
+    else buildDiskImages(g, g.disk);
+    console.log(`guests: built ${outputs(g).map(rel).join(', ')} from ${g.sources.join(', ')}`);
   }
 }
 
