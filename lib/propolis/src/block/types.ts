@@ -12,9 +12,24 @@
 // processes a device's queues; an opened `BlockTarget` executes requests
 // synchronously on the calling thread, directly between guest memory and
 // storage. Guest buffers arrive as byte views already bounds-checked
-// against guest RAM by the frontend (GuestMemory.slice).
+// against guest RAM by the frontend (GuestMemory.slice). For asynchronous
+// use a `BlockWorkerPool` (pool.ts) runs a backend on worker threads;
+// requests to it carry a `BlockOp` and name guest buffers by (gpa, length).
+// Backend kinds: file.ts, in-memory.ts; `openBackend` in backend.ts.
 //
 // Threading: a BlockTarget belongs to the thread that opened it.
+
+/**
+ * The operations a frontend asks of a backend. Numbers, because requests
+ * cross threads in shared memory (see pool.ts).
+ */
+export enum BlockOp {
+  Read = 0,
+  Write = 1,
+  Flush = 2,
+  Discard = 3,
+  WriteZeroes = 4,
+}
 
 export enum BlockResult {
   Success = 'success',
