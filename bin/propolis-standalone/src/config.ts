@@ -46,7 +46,19 @@ export interface PvpanicDev {
   enableIsa: boolean;
 }
 
-export type DevConfig = DebugExitDev | PvpanicDev;
+export interface StorageDev {
+  driver: 'pci-virtio-block' | 'pci-nvme';
+  name: string;
+  blockDev: string;
+  pciPath: string;
+}
+
+export type DevConfig = DebugExitDev | PvpanicDev | StorageDev;
+
+/** `[block_dev.<n>]` with `type = "file"` or `"mem-async"` (an in-memory disk). */
+export type BlockDevConfig =
+  | { type: 'file'; name: string; path: string; readOnly: boolean; blockSize: number; workers: number; skipFlush: boolean }
+  | { type: 'mem-async'; name: string; size: number; readOnly: boolean; blockSize: number; workers: number };
 
 export interface StandaloneConfig {
   main: {
@@ -57,8 +69,11 @@ export interface StandaloneConfig {
     bootromVersion: string | undefined;
     exitOnHalt: number;
     exitOnReboot: number | undefined;
+    /** Device names, first to boot first. */
+    bootOrder: string[] | undefined;
   };
   devices: DevConfig[];
+  blockDevs: BlockDevConfig[];
   /** The profile named by `[main] cpuid_profile`, as CPUID entries. */
   cpuid: CpuidEntry[] | undefined;
 }
@@ -76,14 +91,13 @@ const MAIN_KEYS = new Set([
   'use_reservoir',
   'cpu_binding',
   'cpuid_profile',
+  'boot_order',
 ]);
 /** Seed keys that this VMM does not implement yet; refused by name. */
-const MAIN_NOT_YET = new Set(['boot_order', 'acpi_variant']);
-const TOP_NOT_YET = new Set(['block_dev', 'cloudinit']);
+const MAIN_NOT_YET = new Set(['acpi_variant']);
+const TOP_NOT_YET = new Set(['cloudinit']);
 const SEED_DRIVERS_NOT_YET = new Set([
-  'pci-virtio-block',
   'pci-virtio-viona',
-  'pci-nvme',
   'pci-virtio-socket',
   'pci-virtio-9p',
   'softnpu-pci-port',
@@ -139,6 +153,15 @@ class Reader {
     return v;
   }
 
+  strList(key: string): string[] | undefined {
+    const v = this.t[key];
+    if (v === undefined) return undefined;
+    if (!Array.isArray(v) || !v.every((x) => typeof x === 'string')) {
+      throw new ConfigError('CONFIG_VALUE', `${this.name(key)} must be a list of strings`);
+    }
+    return v as string[];
+  }
+
   bool(key: string): boolean | undefined {
     const v = this.t[key];
     if (v === undefined) return undefined;
@@ -169,7 +192,7 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
   for (const k of Object.keys(doc)) {
     if (TOP_NOT_YET.has(k))
       throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [${k}] is not supported by propolis-ts yet`);
-    if (k !== 'main' && k !== 'dev' && k !== 'cpuid')
+    if (k !== 'main' && k !== 'dev' && k !== 'cpuid' && k !== 'block_dev')
       throw new ConfigError('CONFIG_KEY', `${file}: unknown table or key '${k}'`);
   }
   const mainT = doc['main'];
@@ -194,7 +217,9 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
     bootromVersion: m.str('bootrom_version'),
     exitOnHalt: m.int('exit_on_halt', 0, 255) ?? 0,
     exitOnReboot: m.int('exit_on_reboot', 0, 255),
+    bootOrder: m.strList('boot_order'),
   };
+  const blockDevs = parseBlockDevs(doc['block_dev'], file);
 
   const devices: DevConfig[] = [];
   const devT = doc['dev'];
@@ -214,6 +239,23 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
           throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] only one qemu-pvpanic device is allowed`);
         }
         devices.push({ driver, name, enableIsa: r.bool('enable_isa') ?? false });
+      } else if (driver === 'pci-virtio-block' || driver === 'pci-nvme') {
+        r.onlyKeys(new Set(['driver', 'block_dev', 'pci-path']));
+        const blockDev = r.reqStr('block_dev');
+        if (!blockDevs.some((b) => b.name === blockDev)) {
+          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] block_dev "${blockDev}" has no [block_dev.${blockDev}] table`);
+        }
+        if (devices.some((d) => 'blockDev' in d && d.blockDev === blockDev)) {
+          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] block_dev "${blockDev}" is already used by another device`);
+        }
+        const pciPath = r.reqStr('pci-path');
+        if (!/^\d{1,3}\.\d{1,2}\.\d$/.test(pciPath)) {
+          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path "${pciPath}" is not bus.device.function`);
+        }
+        if (devices.some((d) => 'pciPath' in d && d.pciPath === pciPath)) {
+          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path ${pciPath} is used twice`);
+        }
+        devices.push({ driver, name, blockDev, pciPath });
       } else if (SEED_DRIVERS_NOT_YET.has(driver)) {
         throw new ConfigError(
           'CONFIG_UNSUPPORTED',
@@ -235,7 +277,55 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
         `${file}: [main] cpuid_profile "${profileName}" has no [cpuid.${profileName}] table`,
       );
   }
-  return { main, devices, cpuid };
+  for (const b of main.bootOrder ?? []) {
+    if (!devices.some((d) => d.name === b && 'blockDev' in d)) {
+      throw new ConfigError('CONFIG_VALUE', `${file}: [main] boot_order names "${b}", which is not a disk device`);
+    }
+  }
+  return { main, devices, cpuid, blockDevs };
+}
+
+function parseBlockDevs(t: unknown, file: string): BlockDevConfig[] {
+  const out: BlockDevConfig[] = [];
+  if (t === undefined) return out;
+  if (!isTable(t)) throw new ConfigError('CONFIG_KEY', `${file}: block_dev must be a table of [block_dev.<name>] tables`);
+  for (const [name, body] of Object.entries(t)) {
+    if (!isTable(body)) throw new ConfigError('CONFIG_KEY', `${file}: [block_dev.${name}] must be a table`);
+    const r = new Reader(file, `block_dev.${name}`, body);
+    const type = r.reqStr('type');
+    // The seed reads `read_only` (standalone) and `readonly` (CLI config): accept either.
+    const readOnly = r.bool('read_only') ?? r.bool('readonly') ?? false;
+    const blockSize = r.int('block_size', 512, 65536) ?? 512;
+    if ((blockSize & (blockSize - 1)) !== 0) {
+      throw new ConfigError('CONFIG_VALUE', `${file}: [block_dev.${name}] block_size ${blockSize} is not a power of two`);
+    }
+    if (type === 'file') {
+      r.onlyKeys(new Set(['type', 'path', 'read_only', 'readonly', 'block_size', 'workers', 'skip_flush']));
+      const workers = r.int('workers', 1, 1024) ?? 8;
+      out.push({
+        type,
+        name,
+        path: r.reqStr('path'),
+        readOnly,
+        blockSize,
+        // As the seed: more than 32 workers falls back to the default.
+        workers: workers > 32 ? 8 : workers,
+        skipFlush: r.bool('skip_flush') ?? false,
+      });
+    } else if (type === 'mem-async') {
+      r.onlyKeys(new Set(['type', 'size', 'read_only', 'readonly', 'block_size', 'workers']));
+      const size = r.reqInt('size', blockSize, 64 * 1024 * 1024 * 1024);
+      if (size % blockSize !== 0) {
+        throw new ConfigError('CONFIG_VALUE', `${file}: [block_dev.${name}] size ${size} is not a multiple of block_size`);
+      }
+      out.push({ type, name, size, readOnly, blockSize, workers: r.int('workers', 1, 32) ?? 1 });
+    } else if (type === 'crucible' || type === 'crucible-mem' || type === 'cloudinit') {
+      throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [block_dev.${name}] type "${type}" is not supported by propolis-ts yet`);
+    } else {
+      throw new ConfigError('CONFIG_VALUE', `${file}: [block_dev.${name}] unknown type "${type}"`);
+    }
+  }
+  return out;
 }
 
 /**

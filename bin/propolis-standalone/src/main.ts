@@ -18,7 +18,12 @@ import { appendFileSync, readFileSync, statSync } from 'node:fs';
 import { parseArgs } from 'node:util';
 import { KvmUnavailableError } from '../../../lib/kvm/src/index.js';
 import { FwCfgConfigError } from '../../../lib/propolis/src/hw/qemu/fwcfg.js';
-import { PcPlatform } from '../../../lib/propolis/src/platform/pc.js';
+import { BlockBackendError } from '../../../lib/propolis/src/block/errors.js';
+import { FileBackend } from '../../../lib/propolis/src/block/file.js';
+import { InMemoryBackend } from '../../../lib/propolis/src/block/in-memory.js';
+import type { BackendDescriptor } from '../../../lib/propolis/src/block/types.js';
+import { PciPathError } from '../../../lib/propolis/src/hw/pci/path.js';
+import { PcConfigError, PcPlatform } from '../../../lib/propolis/src/platform/pc.js';
 import { MachineConfigError, type MachineEvent } from '../../../lib/propolis/src/vmm/machine.js';
 import { ConfigError, loadConfig, type StandaloneConfig } from './config.js';
 import { ConsoleError, SerialConsole } from './console.js';
@@ -62,8 +67,46 @@ function readBootrom(path: string): Uint8Array {
   return new Uint8Array(readFileSync(path));
 }
 
+/** Backend descriptors for `[block_dev.<n>]` tables (opens and checks the files). */
+function backends(cfg: StandaloneConfig): Map<string, BackendDescriptor> {
+  const out = new Map<string, BackendDescriptor>();
+  for (const b of cfg.blockDevs) {
+    out.set(
+      b.name,
+      b.type === 'file'
+        ? FileBackend.describe(b.name, {
+            path: b.path,
+            readOnly: b.readOnly,
+            blockSize: b.blockSize,
+            workers: b.workers,
+            skipFlush: b.skipFlush,
+          })
+        : InMemoryBackend.describe(b.name, {
+            size: b.size,
+            readOnly: b.readOnly,
+            blockSize: b.blockSize,
+            workers: b.workers,
+          }),
+    );
+  }
+  return out;
+}
+
 function build(cfg: StandaloneConfig): PcPlatform {
   const pvpanic = cfg.devices.find((d) => d.driver === 'qemu-pvpanic');
+  const descs = backends(cfg);
+  const disks = cfg.devices.flatMap((d) =>
+    d.driver === 'pci-virtio-block' || d.driver === 'pci-nvme'
+      ? [
+          {
+            name: d.name,
+            driver: d.driver === 'pci-nvme' ? ('nvme' as const) : ('virtio' as const),
+            pciPath: d.pciPath,
+            backend: descs.get(d.blockDev) as BackendDescriptor,
+          },
+        ]
+      : [],
+  );
   return PcPlatform.create({
     name: cfg.main.name,
     cpus: cfg.main.cpus,
@@ -75,6 +118,8 @@ function build(cfg: StandaloneConfig): PcPlatform {
     ...(cfg.cpuid ? { cpuid: cfg.cpuid } : {}),
     ...(pvpanic ? { pvpanic: { enableIsa: pvpanic.enableIsa } } : {}),
     standalone: true,
+    disks,
+    ...(cfg.main.bootOrder ? { bootOrder: cfg.main.bootOrder } : {}),
     debugExits: cfg.devices.flatMap((d) =>
       d.driver === 'qemu-isa-debug-exit' ? [{ name: d.name, port: d.iobase, size: d.iosize }] : [],
     ),
@@ -180,7 +225,10 @@ function isOperatorError(e: unknown): e is Error {
     e instanceof KvmUnavailableError ||
     e instanceof MachineConfigError ||
     e instanceof ConsoleError ||
-    e instanceof FwCfgConfigError
+    e instanceof FwCfgConfigError ||
+    e instanceof BlockBackendError ||
+    e instanceof PcConfigError ||
+    e instanceof PciPathError
   );
 }
 

@@ -22,7 +22,13 @@ import {
   RELEASE_DATE_STANDALONE,
   type SmbiosCpu,
 } from '../firmware/smbios/smbios.js';
+import { backendInfo } from '../block/backend.js';
+import type { BackendDescriptor } from '../block/types.js';
+import type { MachineDevice } from '../device.js';
 import { describeChipset } from '../hw/chipset/chipset.js';
+import { nvmeBootPath, PciNvme } from '../hw/nvme/pci-nvme.js';
+import { PciPath } from '../hw/pci/path.js';
+import { PciVirtioBlock } from '../hw/virtio/block.js';
 import { LpcPs2Ctrl } from '../hw/ps2/lpc-ps2ctrl.js';
 import { QemuDebugExit } from '../hw/qemu/debug-exit.js';
 import { LpcRtc } from '../hw/rtc/lpc-rtc.js';
@@ -55,6 +61,17 @@ export interface PcConfig {
   /** Use propolis-standalone's SMBIOS defaults (release date, bootrom version) instead of the server's. */
   standalone?: boolean;
   enablePcie?: boolean;
+  /** Disks: virtio-block or NVMe functions on PCI, each over its own backend. */
+  disks?: PcDisk[];
+}
+
+export interface PcDisk {
+  /** Device key (and the NVMe serial number, as the seed derives it). */
+  name: string;
+  driver: 'virtio' | 'nvme';
+  /** `bus.device.function`. */
+  pciPath: string;
+  backend: BackendDescriptor;
 }
 
 /** CPU identification for SMBIOS type 4, from the CPUID the vCPUs see. */
@@ -87,6 +104,13 @@ function cpuInfo(cpuid: CpuidEntry[]): SmbiosCpu {
   };
 }
 
+/** Where every thread finds `openBackend` for a virtio disk's backend. */
+const BLOCK_BACKEND_MODULE = new URL('../block/backend.js', import.meta.url).href;
+
+export class PcConfigError extends Error {
+  readonly code = 'PC_CONFIG';
+}
+
 export class PcPlatform {
   readonly com: Record<ComPort, LpcUart>;
   readonly rtc: LpcRtc;
@@ -94,6 +118,7 @@ export class PcPlatform {
   readonly debugPort: QemuDebugPort;
   readonly fwcfg: QemuFwCfg;
   readonly pvpanic: QemuPvpanic | undefined;
+  readonly disks: Map<string, MachineDevice>;
 
   readonly uuid: string;
 
@@ -122,6 +147,21 @@ export class PcPlatform {
       ? m.addDevice(QemuPvpanic, QemuPvpanic.describe({ enableIsa: true }))
       : undefined;
     for (const d of config.debugExits ?? []) m.addDevice(QemuDebugExit, QemuDebugExit.describe(d.name, d.port, d.size));
+    this.disks = new Map();
+    for (const d of config.disks ?? []) {
+      if (d.driver === 'nvme') {
+        this.disks.set(d.name, m.addDevice(PciNvme, PciNvme.describe({ name: d.name, pciPath: d.pciPath, serial: d.name, backend: d.backend })));
+      } else {
+        const backend = { module: BLOCK_BACKEND_MODULE, export: 'openBackend', descriptor: d.backend };
+        const desc = PciVirtioBlock.describe(d.name, {
+          path: PciPath.parse(d.pciPath),
+          backend,
+          info: backendInfo(d.backend),
+          serial: d.name.slice(0, 20),
+        });
+        this.disks.set(d.name, m.addDevice(PciVirtioBlock, desc));
+      }
+    }
     this.fwcfg = m.addDevice(QemuFwCfg, QemuFwCfg.describe(this.firmwareConfig()));
   }
 
@@ -162,12 +202,33 @@ export class PcPlatform {
     return map;
   }
 
+  /**
+   * fw_cfg `bootorder` entries for the configured boot order (device
+   * names), as the seed writes them: NVMe namespaces by their OVMF-style
+   * path, virtio disks as `scsi@dev,fn/disk@0,0`.
+   */
+  private bootPaths(): string[] {
+    const out: string[] = [];
+    for (const name of this.config.bootOrder ?? []) {
+      const d = (this.config.disks ?? []).find((x) => x.name === name);
+      if (!d) throw new PcConfigError(`boot order names "${name}", which is not a disk`);
+      const path = PciPath.parse(d.pciPath);
+      if (path.bus !== 0) throw new PcConfigError(`boot disk "${name}" must be on PCI bus 0, not ${d.pciPath}`);
+      const at = `${path.device.toString(16)},${path.func.toString(16)}`;
+      out.push(d.driver === 'nvme' ? (nvmeBootPath(path) as string) : `/pci@i0cf8/scsi@${at}/disk@0,0`);
+    }
+    return out;
+  }
+
   private firmwareConfig(): FwCfgBuilder {
     const b = new FwCfgBuilder()
       .cpus(this.config.cpus, this.config.cpus)
       .ramSize(this.config.memoryMiB * MiB)
-      .e820(this.e820())
-      .bootOrder(this.config.bootOrder ?? [], { halt: true });
+      .e820(this.e820());
+    // As the seed: a `bootorder` file only with boot settings. (An empty
+    // list ending in HALT would make SeaBIOS skip every disk.)
+    const boot = this.bootPaths();
+    if (boot.length > 0) b.bootOrder(boot, { halt: true });
     const sercon = this.config.serialConsole === undefined ? COM_PORTS.com1.port : this.config.serialConsole;
     if (sercon !== null) b.serialConsole(sercon);
     const { lowmem, highmem } = this.memory;
