@@ -57,7 +57,15 @@ export type DevConfig = DebugExitDev | PvpanicDev | StorageDev;
 
 /** `[block_dev.<n>]` with `type = "file"` or `"mem-async"` (an in-memory disk). */
 export type BlockDevConfig =
-  | { type: 'file'; name: string; path: string; readOnly: boolean; blockSize: number; workers: number; skipFlush: boolean }
+  | {
+      type: 'file';
+      name: string;
+      path: string;
+      readOnly: boolean;
+      blockSize: number;
+      workers: number;
+      skipFlush: boolean;
+    }
   | { type: 'mem-async'; name: string; size: number; readOnly: boolean; blockSize: number; workers: number };
 
 export interface StandaloneConfig {
@@ -243,14 +251,23 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
         r.onlyKeys(new Set(['driver', 'block_dev', 'pci-path']));
         const blockDev = r.reqStr('block_dev');
         if (!blockDevs.some((b) => b.name === blockDev)) {
-          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] block_dev "${blockDev}" has no [block_dev.${blockDev}] table`);
+          throw new ConfigError(
+            'CONFIG_VALUE',
+            `${file}: [dev.${name}] block_dev "${blockDev}" has no [block_dev.${blockDev}] table`,
+          );
         }
         if (devices.some((d) => 'blockDev' in d && d.blockDev === blockDev)) {
-          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] block_dev "${blockDev}" is already used by another device`);
+          throw new ConfigError(
+            'CONFIG_VALUE',
+            `${file}: [dev.${name}] block_dev "${blockDev}" is already used by another device`,
+          );
         }
         const pciPath = r.reqStr('pci-path');
         if (!/^\d{1,3}\.\d{1,2}\.\d$/.test(pciPath)) {
-          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path "${pciPath}" is not bus.device.function`);
+          throw new ConfigError(
+            'CONFIG_VALUE',
+            `${file}: [dev.${name}] pci-path "${pciPath}" is not bus.device.function`,
+          );
         }
         if (devices.some((d) => 'pciPath' in d && d.pciPath === pciPath)) {
           throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path ${pciPath} is used twice`);
@@ -288,7 +305,8 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
 function parseBlockDevs(t: unknown, file: string): BlockDevConfig[] {
   const out: BlockDevConfig[] = [];
   if (t === undefined) return out;
-  if (!isTable(t)) throw new ConfigError('CONFIG_KEY', `${file}: block_dev must be a table of [block_dev.<name>] tables`);
+  if (!isTable(t))
+    throw new ConfigError('CONFIG_KEY', `${file}: block_dev must be a table of [block_dev.<name>] tables`);
   for (const [name, body] of Object.entries(t)) {
     if (!isTable(body)) throw new ConfigError('CONFIG_KEY', `${file}: [block_dev.${name}] must be a table`);
     const r = new Reader(file, `block_dev.${name}`, body);
@@ -297,7 +315,10 @@ function parseBlockDevs(t: unknown, file: string): BlockDevConfig[] {
     const readOnly = r.bool('read_only') ?? r.bool('readonly') ?? false;
     const blockSize = r.int('block_size', 512, 65536) ?? 512;
     if ((blockSize & (blockSize - 1)) !== 0) {
-      throw new ConfigError('CONFIG_VALUE', `${file}: [block_dev.${name}] block_size ${blockSize} is not a power of two`);
+      throw new ConfigError(
+        'CONFIG_VALUE',
+        `${file}: [block_dev.${name}] block_size ${blockSize} is not a power of two`,
+      );
     }
     if (type === 'file') {
       r.onlyKeys(new Set(['type', 'path', 'read_only', 'readonly', 'block_size', 'workers', 'skip_flush']));
@@ -316,11 +337,17 @@ function parseBlockDevs(t: unknown, file: string): BlockDevConfig[] {
       r.onlyKeys(new Set(['type', 'size', 'read_only', 'readonly', 'block_size', 'workers']));
       const size = r.reqInt('size', blockSize, 64 * 1024 * 1024 * 1024);
       if (size % blockSize !== 0) {
-        throw new ConfigError('CONFIG_VALUE', `${file}: [block_dev.${name}] size ${size} is not a multiple of block_size`);
+        throw new ConfigError(
+          'CONFIG_VALUE',
+          `${file}: [block_dev.${name}] size ${size} is not a multiple of block_size`,
+        );
       }
       out.push({ type, name, size, readOnly, blockSize, workers: r.int('workers', 1, 32) ?? 1 });
     } else if (type === 'crucible' || type === 'crucible-mem' || type === 'cloudinit') {
-      throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [block_dev.${name}] type "${type}" is not supported by propolis-ts yet`);
+      throw new ConfigError(
+        'CONFIG_UNSUPPORTED',
+        `${file}: [block_dev.${name}] type "${type}" is not supported by propolis-ts yet`,
+      );
     } else {
       throw new ConfigError('CONFIG_VALUE', `${file}: [block_dev.${name}] unknown type "${type}"`);
     }

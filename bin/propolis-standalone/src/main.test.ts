@@ -163,6 +163,36 @@ describe('propolis-standalone', () => {
     );
   });
 
+  const diskCfg = (disks: string, extra = ''): string =>
+    config(
+      `[main]\nname = "disk"\ncpus = 1\nmemory = 128\nbootrom = "${debianFile('seabios', 'usr/share/seabios/bios-256k.bin')}"\n${extra}\n${disks}\n[dev.exit]\ndriver = "qemu-isa-debug-exit"\n`,
+    );
+  const img = (name: string): string => join(REPO_ROOT, 'guests', 'out', name);
+
+  for (const driver of ['pci-virtio-block', 'pci-nvme']) {
+    it(`SeaBIOS boots from ${driver} and the guest reads 8 MiB through INT 13h intact`, async () => {
+      const cfg = diskCfg(
+        `[block_dev.img]\ntype = "file"\npath = "${img('diskread.img')}"\nread_only = true\n[dev.disk0]\ndriver = "${driver}"\nblock_dev = "img"\npci-path = "0.4.0"\n`,
+      );
+      const r = await run([cfg, '--serial-stdout'], {}, 120000);
+      assert.match(r.stdout, /diskread: ok 8 MiB/, r.stderr);
+      assert.equal(r.code, 0, r.stderr);
+    });
+  }
+
+  it('follows boot_order: boots the NVMe disk named first, not the virtio disk found first', async () => {
+    const cfg = diskCfg(
+      `[block_dev.small]\ntype = "file"\npath = "${img('diskread-small.img')}"\nread_only = true\n` +
+        `[block_dev.big]\ntype = "file"\npath = "${img('diskread.img')}"\nread_only = true\n` +
+        `[dev.vdisk]\ndriver = "pci-virtio-block"\nblock_dev = "small"\npci-path = "0.4.0"\n` +
+        `[dev.ndisk]\ndriver = "pci-nvme"\nblock_dev = "big"\npci-path = "0.5.0"\n`,
+      'boot_order = ["ndisk"]',
+    );
+    const r = await run([cfg, '--serial-stdout'], {}, 120000);
+    assert.match(r.stdout, /diskread: ok 8 MiB/, r.stderr);
+    assert.equal(r.code, 0);
+  });
+
   const errors: [string, () => string[], RegExp, Record<string, string>?][] = [
     ['a missing config file', () => [join(dir, 'nope.toml')], /cannot read config .*nope\.toml: no such file/],
     ['malformed TOML', () => [config('[main\nname = 1')], /not valid TOML \(line 1/],
@@ -185,8 +215,31 @@ describe('propolis-standalone', () => {
     ['an unknown driver', () => [hello('[dev.disk]\ndriver = "floppy"')], /\[dev\.disk\] unknown driver "floppy"/],
     [
       'a seed driver not built yet',
-      () => [hello('[dev.disk]\ndriver = "pci-nvme"')],
-      /"pci-nvme" is not supported by propolis-ts yet/,
+      () => [hello('[dev.net]\ndriver = "pci-virtio-viona"')],
+      /"pci-virtio-viona" is not supported by propolis-ts yet/,
+    ],
+    [
+      'a disk without its block_dev',
+      () => [hello('[dev.disk]\ndriver = "pci-nvme"\nblock_dev = "nope"\npci-path = "0.4.0"')],
+      /block_dev "nope" has no \[block_dev\.nope\] table/,
+    ],
+    [
+      'a disk image that does not exist',
+      () => [
+        hello(
+          '[block_dev.b]\ntype = "file"\npath = "/no/such.img"\n[dev.disk]\ndriver = "pci-nvme"\nblock_dev = "b"\npci-path = "0.4.0"',
+        ),
+      ],
+      /\/no\/such\.img/,
+    ],
+    [
+      'a bad pci-path',
+      () => [
+        hello(
+          '[block_dev.b]\ntype = "mem-async"\nsize = 1048576\n[dev.disk]\ndriver = "pci-nvme"\nblock_dev = "b"\npci-path = "0.40.0"',
+        ),
+      ],
+      /0\.40\.0/,
     ],
     [
       'a bootrom that does not exist',

@@ -26,7 +26,7 @@ import { backendInfo } from '../block/backend.js';
 import type { BackendDescriptor } from '../block/types.js';
 import type { MachineDevice } from '../device.js';
 import { describeChipset } from '../hw/chipset/chipset.js';
-import { nvmeBootPath, PciNvme } from '../hw/nvme/pci-nvme.js';
+import { nvmeBootPath, PciNvme, pciUnit } from '../hw/nvme/pci-nvme.js';
 import { PciPath } from '../hw/pci/path.js';
 import { PciVirtioBlock } from '../hw/virtio/block.js';
 import { LpcPs2Ctrl } from '../hw/ps2/lpc-ps2ctrl.js';
@@ -150,7 +150,13 @@ export class PcPlatform {
     this.disks = new Map();
     for (const d of config.disks ?? []) {
       if (d.driver === 'nvme') {
-        this.disks.set(d.name, m.addDevice(PciNvme, PciNvme.describe({ name: d.name, pciPath: d.pciPath, serial: d.name, backend: d.backend })));
+        this.disks.set(
+          d.name,
+          m.addDevice(
+            PciNvme,
+            PciNvme.describe({ name: d.name, pciPath: d.pciPath, serial: d.name, backend: d.backend }),
+          ),
+        );
       } else {
         const backend = { module: BLOCK_BACKEND_MODULE, export: 'openBackend', descriptor: d.backend };
         const desc = PciVirtioBlock.describe(d.name, {
@@ -204,8 +210,9 @@ export class PcPlatform {
 
   /**
    * fw_cfg `bootorder` entries for the configured boot order (device
-   * names), as the seed writes them: NVMe namespaces by their OVMF-style
-   * path, virtio disks as `scsi@dev,fn/disk@0,0`.
+   * names), as the seed writes them — NVMe namespaces by their OVMF-style
+   * path, virtio disks as `scsi@…/disk@0,0` — except that the unit address
+   * of function 0 is `dev`, not `dev,0`, so SeaBIOS matches it too.
    */
   private bootPaths(): string[] {
     const out: string[] = [];
@@ -214,8 +221,7 @@ export class PcPlatform {
       if (!d) throw new PcConfigError(`boot order names "${name}", which is not a disk`);
       const path = PciPath.parse(d.pciPath);
       if (path.bus !== 0) throw new PcConfigError(`boot disk "${name}" must be on PCI bus 0, not ${d.pciPath}`);
-      const at = `${path.device.toString(16)},${path.func.toString(16)}`;
-      out.push(d.driver === 'nvme' ? (nvmeBootPath(path) as string) : `/pci@i0cf8/scsi@${at}/disk@0,0`);
+      out.push(d.driver === 'nvme' ? (nvmeBootPath(path) as string) : `/pci@i0cf8/scsi@${pciUnit(path)}/disk@0,0`);
     }
     return out;
   }

@@ -564,7 +564,7 @@ describe('pci-nvme: controller state changes', () => {
   });
 
   it('names its boot device as the seed does', () => {
-    assert.equal(nvmeBootPath(new PciPath(0, 0x1a, 0)), '/pci@i0cf8/pci8086,5845@1a,0/namespace@1,0');
+    assert.equal(nvmeBootPath(new PciPath(0, 0x1a, 0)), '/pci@i0cf8/pci8086,5845@1a/namespace@1,0');
     assert.equal(nvmeBootPath(new PciPath(0, 4, 3)), '/pci@i0cf8/pci8086,5845@4,3/namespace@1,0');
     assert.equal(nvmeBootPath(new PciPath(1, 4, 0)), undefined, 'behind a bridge');
   });

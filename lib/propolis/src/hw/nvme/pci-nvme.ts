@@ -238,9 +238,18 @@ export class PciNvme implements MachineDevice, PciBarHandler, Lifecycle {
  * in hex; OVMF needs the `pci8086,5845` id). Devices behind a bridge have no
  * such path here: undefined.
  */
+/**
+ * An OpenFirmware PCI unit address: `dev` for function 0, else `dev,fn`
+ * (hex), as QEMU writes them. The seed always writes `dev,fn`, which OVMF
+ * accepts but SeaBIOS's prefix match does not (it looks for `@dev/`).
+ */
+export function pciUnit(path: PciPath): string {
+  return path.func === 0 ? path.device.toString(16) : `${path.device.toString(16)},${path.func.toString(16)}`;
+}
+
 export function nvmeBootPath(path: PciPath): string | undefined {
   if (path.bus !== 0) return undefined;
-  return `/pci@i0cf8/pci8086,5845@${path.device.toString(16)},${path.func.toString(16)}/namespace@1,0`;
+  return `/pci@i0cf8/pci8086,5845@${pciUnit(path)}/namespace@1,0`;
 }
 
 function openBlock(name: string, ref: BackendRef, where: NvmeThreadInfo): BlockTarget {
