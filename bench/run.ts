@@ -11,6 +11,11 @@
 //    the medians are compared.
 // 2. The resident memory the VMM needs beyond guest RAM, with 1 and 4
 //    vCPUs, each measured in a fresh child process (bench/rss-probe.ts).
+// 3. SeaBIOS's boot under propolis-standalone against QEMU 7.2 running the
+//    same firmware: time to the banner and to the boot hand-off, as ratios,
+//    and the exits each side took (bench/seabios-boot.ts). A failure of this
+//    section is reported with the other sections' numbers, and the bench
+//    exits 1.
 //
 // Prints a table and writes the numbers to .cache/bench/last.json. Nothing
 // here asserts on a time: the target is printed next to the result.
@@ -25,6 +30,7 @@ import { Machine, type ExitStats, type MachineEvent } from '../lib/propolis/src/
 import { startAndWait } from './guest-run.js';
 import { PioBenchDevice } from './pio-bench-device.js';
 import type { RssProbeResult } from './rss-probe.js';
+import { SeabiosBenchError, seabiosBoot, type SeabiosSection } from './seabios-boot.js';
 
 const root = join(import.meta.dirname, '..', '..');
 const cacheDir = join(root, '.cache', 'bench');
@@ -130,7 +136,7 @@ const mib = (kib: number): number => kib / KiB;
 const f1 = (x: number): string => x.toFixed(1);
 const f2 = (x: number): string => x.toFixed(2);
 
-async function main(): Promise<void> {
+async function main(): Promise<number> {
   checkKvm();
   mkdirSync(cacheDir, { recursive: true });
   const baseline = buildBaseline();
@@ -176,6 +182,17 @@ async function main(): Promise<void> {
   const four = rssProbe(4);
   const perVcpuKiB = (four.overheadKiB - one.overheadKiB) / 3;
 
+  // ---- 3. SeaBIOS boot against QEMU ----
+  let seabios: SeabiosSection | { error: string };
+  try {
+    seabios = await seabiosBoot(root, (msg) => process.stderr.write(msg));
+  } catch (e) {
+    // An operator-facing failure (no QEMU, a child that hung or died): keep
+    // the numbers measured so far and say what went wrong.
+    if (!(e instanceof SeabiosBenchError) && (e as { code?: string })?.code !== 'ARTIFACT') throw e;
+    seabios = { error: (e as Error).message };
+  }
+
   // ---- report ----
   const s = stats!;
   const lines = [
@@ -194,6 +211,7 @@ async function main(): Promise<void> {
       `+${f1(mib(perVcpuKiB))} MiB per vCPU)`,
     `  for scale: the bare Node.js process with the VMM's modules loaded is ${f1(mib(bare.totalRssKiB))} MiB`,
     `  (guest mappings found by ${one.guestBy === 'layout' ? "the Machine's layout" : 'size and kind'}: ${one.guestMappings.length})`,
+    ...('error' in seabios ? [`SeaBIOS boot vs QEMU: FAILED: ${seabios.error}`] : seabios.lines),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 
@@ -222,13 +240,15 @@ async function main(): Promise<void> {
       overheadMiB: { vcpus1: mib(one.overheadKiB), vcpus4: mib(four.overheadKiB) },
       perVcpuMiB: mib(perVcpuKiB),
     },
+    seabios: 'error' in seabios ? seabios : seabios.json,
   };
   writeFileSync(join(cacheDir, 'last.json'), `${JSON.stringify(json, null, 2)}\n`);
   process.stderr.write(`bench: done in ${f1(json.durationS)} s; numbers in .cache/bench/last.json\n`);
+  return 'error' in seabios ? 1 : 0;
 }
 
 main().then(
-  () => process.exit(0),
+  (code) => process.exit(code),
   (e: unknown) => {
     if (e instanceof BenchError || (e as { code?: string })?.code === 'KVM_UNAVAILABLE') {
       process.stderr.write(`bench: error: ${(e as Error).message}\n`);
