@@ -44,9 +44,14 @@ export class ByteRing {
   push(b: number): boolean {
     const head = Atomics.load(this.idx, HEAD);
     if ((head - Atomics.load(this.idx, TAIL)) >>> 0 >= this.capacity) return false;
+    const wasEmpty = head === Atomics.load(this.idx, TAIL);
     this.data[head & (this.capacity - 1)] = b;
     Atomics.store(this.idx, HEAD, (head + 1) | 0);
-    Atomics.notify(this.idx, HEAD);
+    // Wake the consumer only on empty → non-empty: it drains everything it
+    // finds, and a consumer about to wait sees HEAD moved (waitAsync
+    // compares the value), so no wake-up is lost. Waking per byte cost a
+    // cross-thread hop per byte of guest output.
+    if (wasEmpty) Atomics.notify(this.idx, HEAD);
     return true;
   }
 
