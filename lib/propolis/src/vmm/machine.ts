@@ -59,6 +59,7 @@ import {
   STAT,
   STAT_WORDS,
   type MemoryLayoutEntry,
+  type VcpuCommand,
   type VcpuMessage,
   type VcpuWorkerData,
 } from './vcpu-control.js';
@@ -125,6 +126,7 @@ interface VcpuSlot {
   worker?: Worker;
   /** Resolves when the worker thread has exited (registered at spawn, so no exit is missed). */
   exited?: Promise<void>;
+  ready?: Promise<void>;
   hasExited?: boolean;
   tid?: number;
 }
@@ -198,6 +200,7 @@ export class Machine {
     }
     this.mem = memoryFromLayout(this.layout);
     this.host = new ThreadHost('main', undefined, vm.fd, this.mem, events, SharedIrqLines.createBuffer());
+    this.spawnWorkers();
   }
 
   /** Create the VM: memory, bootrom, in-kernel irqchip and PIT, vCPUs (not yet running). */
@@ -334,6 +337,8 @@ export class Machine {
     }
     const dev = cls.attach(desc, this.host);
     this.devices.push(dev);
+    for (const slot of this.vcpus)
+      slot.worker?.postMessage({ type: 'preload', module: desc.module } satisfies VcpuCommand);
     return dev;
   }
 
@@ -358,47 +363,60 @@ export class Machine {
     // install a process-wide handler, so the signal interrupts the ioctl
     // (EINTR) instead of killing the process.
     process.on('SIGUSR2', noop);
+    const cmd: VcpuCommand = {
+      type: 'attach',
+      devices: this.devices.map((d) => d.descriptor),
+      irqAllocs: this.host.irqs.allocations,
+    };
+    for (const slot of this.vcpus) slot.worker?.postMessage(cmd);
+    await Promise.all(this.vcpus.map((slot) => slot.ready ?? Promise.resolve()));
+    await this.request(REQ_RUN);
+  }
+
+  /**
+   * Spawn the vCPU threads at creation: loading a worker's modules takes
+   * tens of milliseconds, which then overlap the main thread's own set-up.
+   * They wait for `start` to attach the devices.
+   */
+  private spawnWorkers(): void {
     const runSize = this.kvm.vcpuMmapSize();
     const url = new URL('./vcpu-worker.js', import.meta.url);
-    const ready = this.vcpus.map(
-      (slot, id) =>
-        new Promise<void>((resolve, reject) => {
-          const wd: VcpuWorkerData = {
-            id,
-            vmFd: this.vm.fd,
-            vcpuFd: slot.fd.fd,
-            runAddr: slot.runAddr,
-            runSize,
-            memory: this.layout,
-            devices: this.devices.map((d) => d.descriptor),
-            ctl: slot.ctl.buffer as SharedArrayBuffer,
-            stats: slot.stats.buffer as SharedArrayBuffer,
-            irqs: this.host.irqs.sab,
-            irqAllocs: this.host.irqs.allocations,
-          };
-          const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
-          slot.worker = w;
-          slot.exited = new Promise<void>((r) =>
-            w.once('exit', () => {
-              slot.hasExited = true;
-              r();
-            }),
-          );
-          w.on('message', (m: VcpuMessage) => {
-            if (m.type === 'ready') {
-              slot.tid = m.tid;
-              resolve();
-            } else this.onVcpuMessage(m);
-          });
-          w.on('error', (err) => {
-            reject(err);
-            this.emit({ type: 'failure', vcpu: id, reason: `vCPU ${id} thread error: ${err.message}` });
-          });
-          w.on('exit', () => reject(new Error(`vCPU ${id} thread exited during start-up`)));
+    this.vcpus.forEach((slot, id) => {
+      const wd: VcpuWorkerData = {
+        id,
+        vmFd: this.vm.fd,
+        vcpuFd: slot.fd.fd,
+        runAddr: slot.runAddr,
+        runSize,
+        memory: this.layout,
+        ctl: slot.ctl.buffer as SharedArrayBuffer,
+        stats: slot.stats.buffer as SharedArrayBuffer,
+        irqs: this.host.irqs.sab,
+      };
+      const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
+      slot.worker = w;
+      slot.exited = new Promise<void>((r) =>
+        w.once('exit', () => {
+          slot.hasExited = true;
+          r();
         }),
-    );
-    await Promise.all(ready);
-    await this.request(REQ_RUN);
+      );
+      slot.ready = new Promise<void>((resolve, reject) => {
+        w.on('message', (m: VcpuMessage) => {
+          if (m.type === 'ready') {
+            slot.tid = m.tid;
+            resolve();
+          } else this.onVcpuMessage(m);
+        });
+        w.on('error', (err) => {
+          reject(err);
+          if (this.started) this.emit({ type: 'failure', vcpu: id, reason: `vCPU ${id} thread error: ${err.message}` });
+        });
+        w.on('exit', () => reject(new Error(`vCPU ${id} thread exited during start-up`)));
+      });
+      // Observed by start(); a machine destroyed unstarted never awaits it.
+      slot.ready.catch(() => {});
+    });
   }
 
   private onVcpuMessage(m: VcpuMessage): void {
@@ -505,7 +523,16 @@ export class Machine {
   async destroy(): Promise<void> {
     if (this.destroyed) return;
     this.destroyed = true;
-    if (this.started) {
+    if (!this.started) {
+      // Workers still waiting for their devices: nothing runs, end them.
+      await Promise.all(
+        this.vcpus.map(async (v) => {
+          if (!v.worker) return;
+          await v.worker.terminate();
+          await v.exited;
+        }),
+      );
+    } else {
       await this.request(REQ_EXIT);
       await Promise.all(
         this.vcpus.map((v) => {

@@ -81,13 +81,20 @@ export interface VcpuWorkerData {
   runAddr: bigint;
   runSize: number;
   memory: MemoryLayoutEntry[];
-  devices: DeviceDescriptor[];
   ctl: SharedArrayBuffer;
   stats: SharedArrayBuffer;
-  /** Shared IRQ line state and the source bits the main thread allocated. */
+  /** Shared IRQ line state. */
   irqs: SharedArrayBuffer;
-  irqAllocs: IrqSourceAlloc[];
 }
+
+/**
+ * Main → worker. Workers are spawned when the Machine is created, so their
+ * start-up overlaps the main thread's; `preload` warms a device module as
+ * soon as a device is added, and `attach` (at Machine.start) hands over the
+ * final device list and IRQ source table.
+ */
+export type VcpuCommand =
+  { type: 'preload'; module: string } | { type: 'attach'; devices: DeviceDescriptor[]; irqAllocs: IrqSourceAlloc[] };
 
 export type VcpuMessage =
   | { type: 'ready'; id: number; tid: number }

@@ -29,6 +29,7 @@ import {
   STATE_EXITED,
   STATE_PAUSED,
   STATE_RUNNING,
+  type VcpuCommand,
   type VcpuMessage,
   type VcpuWorkerData,
 } from './vcpu-control.js';
@@ -60,8 +61,24 @@ const events: GuestEvents = {
 };
 
 const mem = memoryFromLayout(data.memory);
-const host = new ThreadHost('vcpu', id, data.vmFd, mem, events, data.irqs, data.irqAllocs);
-for (const d of data.devices) await attachFromDescriptor(d, host);
+// Wait for the device list (Machine.start); meanwhile warm device modules.
+const attach = await new Promise<Extract<VcpuCommand, { type: 'attach' }>>((resolve) => {
+  const onMessage = (m: VcpuCommand): void => {
+    if (m.type === 'preload') {
+      import(m.module).catch(() => {
+        // Reported properly when the device attaches.
+      });
+    } else {
+      port.off('message', onMessage);
+      // No more commands come by message: let the thread end with its loop.
+      port.unref();
+      resolve(m);
+    }
+  };
+  port.on('message', onMessage);
+});
+const host = new ThreadHost('vcpu', id, data.vmFd, mem, events, data.irqs, attach.irqAllocs);
+for (const d of attach.devices) await attachFromDescriptor(d, host);
 
 const vcpu = VcpuFd.fromRaw(data.vcpuFd, id);
 // The kvm_run mapping outlives this thread: the Machine unmaps it only after
