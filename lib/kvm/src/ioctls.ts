@@ -48,6 +48,7 @@ export const KVM_GET_PIT2 = IOR('KVM_GET_PIT2', KVMIO, 0x9f, S.KvmPitState2.size
 export const KVM_SET_PIT2 = IOW('KVM_SET_PIT2', KVMIO, 0xa0, S.KvmPitState2.size);
 export const KVM_ENABLE_CAP = IOW('KVM_ENABLE_CAP', KVMIO, 0xa3, S.KvmEnableCap.size);
 export const KVM_SIGNAL_MSI = IOW('KVM_SIGNAL_MSI', KVMIO, 0xa5, S.KvmSignalMsi.size);
+export const KVM_REGISTER_COALESCED_MMIO = IOW('KVM_REGISTER_COALESCED_MMIO', KVMIO, 0x67, S.KvmCoalescedMmioZone.size);
 export const KVM_CLEAR_DIRTY_LOG = IOWR('KVM_CLEAR_DIRTY_LOG', KVMIO, 0xc0, S.KvmClearDirtyLog.size);
 
 // vCPU ioctls.
@@ -107,6 +108,7 @@ export const ALL_IOCTLS: Ioctl[] = [
   KVM_ENABLE_CAP,
   KVM_SIGNAL_MSI,
   KVM_CLEAR_DIRTY_LOG,
+  KVM_REGISTER_COALESCED_MMIO,
   KVM_RUN,
   KVM_GET_REGS,
   KVM_SET_REGS,
@@ -199,6 +201,9 @@ export const KVM_CAP_MAX_VCPUS = 66;
 export const KVM_CAP_SIGNAL_MSI = 77;
 export const KVM_CAP_IMMEDIATE_EXIT = 136;
 export const KVM_CAP_X86_USER_SPACE_MSR = 188;
+/** Answers the page offset of the coalesced-I/O ring in the vCPU mapping. */
+export const KVM_CAP_COALESCED_MMIO = 15;
+export const KVM_CAP_COALESCED_PIO = 162;
 
 /** Named constants checked against the C headers by the header test. */
 export const ALL_CONSTANTS: Record<string, number> = {
@@ -254,4 +259,6 @@ export const ALL_CONSTANTS: Record<string, number> = {
   KVM_CAP_SIGNAL_MSI,
   KVM_CAP_IMMEDIATE_EXIT,
   KVM_CAP_X86_USER_SPACE_MSR,
+  KVM_CAP_COALESCED_MMIO,
+  KVM_CAP_COALESCED_PIO,
 };

@@ -300,6 +300,18 @@ export class VmFd {
     return bitmap;
   }
 
+  /**
+   * Have the kernel queue guest writes to [addr, addr+size) (port I/O when
+   * `pio`) in the coalesced ring instead of exiting; reads still exit.
+   */
+  registerCoalesced(addr: bigint, size: number, pio: boolean): void {
+    const b = alloc(S.KvmCoalescedMmioZone)
+      .set('addr', addr)
+      .set('size', size)
+      .set('pio', pio ? 1 : 0);
+    ioctlStruct(this.fd, I.KVM_REGISTER_COALESCED_MMIO, b);
+  }
+
   getClock(): { clock: bigint; flags: number; realtime: bigint; hostTsc: bigint } {
     const b = alloc(S.KvmClockData);
     ioctlStruct(this.fd, I.KVM_GET_CLOCK, b);

@@ -300,6 +300,26 @@ export const KvmXcrs = struct('kvm_xcrs', 392, {
   xcrs: bytes(8, 256),
 });
 
+export const KvmCoalescedMmioZone = struct('kvm_coalesced_mmio_zone', 16, {
+  addr: u64(0),
+  size: u32(8),
+  pio: u32(12),
+});
+
+/** One entry of the coalesced-I/O ring (a write the kernel queued instead of exiting). */
+export const KvmCoalescedMmio = struct('kvm_coalesced_mmio', 24, {
+  physAddr: u64(0),
+  len: u32(8),
+  pio: u32(12),
+  data: bytes(16, 8),
+});
+
+/** Header of the ring page; `KvmCoalescedMmio` entries follow it. */
+export const KvmCoalescedMmioRing = struct('kvm_coalesced_mmio_ring', 8, {
+  first: u32(0),
+  last: u32(4),
+});
+
 /** Every struct above; the header check walks this list. */
 export const ALL_STRUCTS: StructDef[] = [
   KvmUserspaceMemoryRegion,
@@ -335,4 +355,7 @@ export const ALL_STRUCTS: StructDef[] = [
   KvmXsave,
   KvmXcr,
   KvmXcrs,
+  KvmCoalescedMmioZone,
+  KvmCoalescedMmio,
+  KvmCoalescedMmioRing,
 ];

@@ -104,6 +104,8 @@ function cpuInfo(cpuid: CpuidEntry[]): SmbiosCpu {
   };
 }
 
+const QEMU_DEBUG_PORT = 0x402;
+
 /** Where every thread finds `openBackend` for a virtio disk's backend. */
 const BLOCK_BACKEND_MODULE = new URL('../block/backend.js', import.meta.url).href;
 
@@ -180,6 +182,9 @@ export class PcPlatform {
       bootrom: config.bootrom,
       ...(config.kvmPath === undefined ? {} : { kvmPath: config.kvmPath }),
       ...(config.cpuid === undefined ? {} : { cpuid: config.cpuid }),
+      // Firmware writes its debug log a byte at a time to the QEMU debug
+      // port, which is write-only: let the kernel queue those writes.
+      coalescedPio: [{ port: QEMU_DEBUG_PORT, size: 1 }],
     });
     try {
       return new PcPlatform(machine, config);

@@ -16,6 +16,8 @@
 import { Worker } from 'node:worker_threads';
 import {
   Kvm,
+  KVM_CAP_COALESCED_MMIO,
+  KVM_CAP_COALESCED_PIO,
   KVM_CAP_IMMEDIATE_EXIT,
   KVM_CAP_IRQCHIP,
   KVM_CAP_MAX_VCPUS,
@@ -96,6 +98,12 @@ export interface MachineConfig {
   kvmPath?: string;
   /** CPUID leaves to offer (before per-vCPU specialisation); default: what KVM supports. */
   cpuid?: CpuidEntry[];
+  /**
+   * Port ranges whose guest writes the kernel may queue instead of exiting
+   * (KVM coalesced PIO): only for write-only, side-effect-free ports such
+   * as the debug port. Ignored where the host lacks the capability.
+   */
+  coalescedPio?: { port: number; size: number }[];
 }
 
 export type MachineEvent =
@@ -288,6 +296,7 @@ export class Machine {
       ctl[CTL_CMD] = cmdWord(0, REQ_PAUSE);
       this.vcpus.push({ fd, runAddr, ctl, stats: new Float64Array(new SharedArrayBuffer(8 * STAT_WORDS)) });
     }
+    this.setupCoalesced(runSize);
     // Record reset state only once every vCPU exists: creating an AP changes
     // nothing of the BSP's, but the LAPICs are only complete then.
     for (const v of this.vcpus) v.powerOn = capturePowerOn(v.fd, msrIndices);
@@ -295,6 +304,16 @@ export class Machine {
   }
 
   private chipsetPowerOn: ChipsetPowerOn | undefined;
+  private coalesced: { pageOffset: number; lock: SharedArrayBuffer } | undefined;
+
+  private setupCoalesced(runSize: number): void {
+    const zones = this.config.coalescedPio ?? [];
+    if (zones.length === 0) return;
+    const page = this.kvm.checkExtension(KVM_CAP_COALESCED_MMIO);
+    if (page <= 0 || this.kvm.checkExtension(KVM_CAP_COALESCED_PIO) <= 0 || (page + 1) * 4096 > runSize) return;
+    for (const z of zones) this.vm.registerCoalesced(BigInt(z.port), z.size, true);
+    this.coalesced = { pageOffset: page * 4096, lock: new SharedArrayBuffer(4) };
+  }
 
   /** The CPUID leaves every vCPU starts from (before per-vCPU specialisation). */
   baseCpuid: CpuidEntry[] = [];
@@ -392,6 +411,7 @@ export class Machine {
         ctl: slot.ctl.buffer as SharedArrayBuffer,
         stats: slot.stats.buffer as SharedArrayBuffer,
         irqs: this.host.irqs.sab,
+        coalesced: this.coalesced,
       };
       const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
       slot.worker = w;

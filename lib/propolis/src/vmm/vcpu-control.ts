@@ -85,6 +85,8 @@ export interface VcpuWorkerData {
   stats: SharedArrayBuffer;
   /** Shared IRQ line state. */
   irqs: SharedArrayBuffer;
+  /** The coalesced-I/O ring, when ports are coalesced: its page in the kvm_run mapping and the drain lock. */
+  coalesced: { pageOffset: number; lock: SharedArrayBuffer } | undefined;
 }
 
 /**

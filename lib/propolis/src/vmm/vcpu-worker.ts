@@ -18,6 +18,8 @@ import { KvmRun } from '../../../kvm/src/structs.js';
 import { attachFromDescriptor, type GuestEvents } from '../device.js';
 import { assertNever, ExitDecoder } from '../exits.js';
 import type { AccessSize } from '../pio.js';
+import { SharedMutex } from '../sync/mutex.js';
+import { CoalescedRing } from './coalesced.js';
 import { memoryFromLayout, ThreadHost } from './host.js';
 import {
   CTL_ACK,
@@ -91,6 +93,14 @@ const IMMEDIATE_EXIT = KvmRun.fields.immediateExit.offset;
 const MMIO_DATA = KvmRun.fields.mmioData.offset;
 const pio = host.pio;
 const mmio = host.mmio;
+const coalesced = data.coalesced
+  ? new CoalescedRing(
+      new DataView(runBuf, data.coalesced.pageOffset, 4096),
+      new SharedMutex(new Int32Array(data.coalesced.lock)),
+      pio,
+      mmio,
+    )
+  : undefined;
 
 post({ type: 'ready', id, tid: libc.gettid() });
 
@@ -169,6 +179,8 @@ function waitForRun(): boolean {
       setState(STATE_RUNNING, gen);
       return true;
     }
+    // Everything this vCPU wrote reaches its device before it reports paused.
+    if (coalesced?.pending) coalesced.drain();
     // Paused, or parked after a guest event until the main thread sends a
     // new command (which means it has seen the event). A park under an
     // unchanged RUN command acknowledges nothing new.
@@ -191,6 +203,8 @@ function loop(): void {
       if (!waitForRun()) return;
     }
     const r = vcpu.run();
+    // Writes the kernel queued instead of exiting happened before this exit.
+    if (coalesced?.pending) coalesced.drain();
     if (r < 0) {
       // Kicked (EINTR) or asked to retry (EAGAIN): clear the kick and re-check REQ.
       runBytes[IMMEDIATE_EXIT] = 0;
