@@ -135,6 +135,45 @@ describe('Machine with the first guest', () => {
     }
   });
 
+  it('exports every vCPU as versioned payloads and imports them into another machine', async () => {
+    const a = await boot(guestRom('smp'), 2);
+    const b = Machine.create({ name: 'b', cpus: 2, memoryMiB: 32, bootrom: guestRom('smp') });
+    try {
+      const state = JSON.parse(JSON.stringify(a.machine.exportVcpus())) as ReturnType<Machine['exportVcpus']>;
+      assert.deepEqual(
+        state.map((s) => s.name),
+        ['vcpu-0', 'vcpu-1'],
+      );
+      const kinds = state[0]!.payloads.map((p) => p.kind).sort();
+      assert.deepEqual(kinds, [
+        'kvm-x86-cpu-msregs',
+        'kvm-x86-lapic',
+        'kvm-x86-vcpu-ctrlregs',
+        'kvm-x86-vcpu-dbgregs',
+        'kvm-x86-vcpu-fpu',
+        'kvm-x86-vcpu-gpregs',
+        'kvm-x86-vcpu-runstate',
+        'kvm-x86-vcpu-segregs',
+      ]);
+      b.importVcpus(state);
+      const again = JSON.parse(JSON.stringify(b.exportVcpus())) as typeof state;
+      // The guest halted in 64-bit mode: its registers, segments and control
+      // registers are the ones carried over.
+      for (const kind of ['kvm-x86-vcpu-gpregs', 'kvm-x86-vcpu-segregs', 'kvm-x86-vcpu-ctrlregs', 'kvm-x86-lapic']) {
+        for (let i = 0; i < 2; i++) {
+          const pick = (s: typeof state): unknown => s[i]!.payloads.find((p) => p.kind === kind)?.data;
+          assert.deepEqual(pick(again), pick(state), `${kind} of vcpu-${i}`);
+        }
+      }
+      const bad = JSON.parse(JSON.stringify(state)) as typeof state;
+      (bad[0]!.payloads.find((p) => p.kind === 'kvm-x86-lapic')!.data as { regs: number[] }).regs.pop();
+      assert.throws(() => b.importVcpus(bad), /lapic: 1023 bytes/);
+    } finally {
+      await a.machine.destroy();
+      await b.destroy();
+    }
+  });
+
   it('survives a guest that reads and writes every I/O port', async () => {
     // Real mode at the reset vector: for dx in 0..0xffff (but 0x501):
     // in al,dx; mov al,0xa5; out dx,al. Then debug-exit with 0x2a.

@@ -35,6 +35,7 @@ import { KvmRun } from '../../../kvm/src/structs.js';
 import type { DeviceClass, DeviceDescriptor, GuestEvents, MachineDevice } from '../device.js';
 import { PayloadOffers, type Payload } from '../migrate.js';
 import { specializeCpuid } from './cpuid.js';
+import { exportVcpu, importVcpu } from './vcpu-state.js';
 import { memoryFromLayout, ThreadHost } from './host.js';
 import { SharedIrqLines } from './irq-lines.js';
 import {
@@ -287,6 +288,7 @@ export class Machine {
     this.baseCpuid = supported;
     const runSize = this.kvm.vcpuMmapSize();
     const msrIndices = this.kvm.msrIndexList();
+    this.msrIndices = msrIndices;
     for (let id = 0; id < this.config.cpus; id++) {
       const fd = this.vm.createVcpu(id);
       fd.setCpuid(specializeCpuid(supported, id, this.config.cpus));
@@ -305,6 +307,7 @@ export class Machine {
 
   private chipsetPowerOn: ChipsetPowerOn | undefined;
   private coalesced: { pageOffset: number; lock: SharedArrayBuffer } | undefined;
+  private msrIndices: number[] = [];
 
   private setupCoalesced(runSize: number): void {
     const zones = this.config.coalescedPio ?? [];
@@ -528,6 +531,22 @@ export class Machine {
       if (m === 'non-migratable' || m === 'empty') throw new Error(`device ${s.name} takes no state`);
       m.import(new PayloadOffers(s.payloads));
     }
+  }
+
+  /** Export every vCPU's state (`vcpu-<n>`); vCPUs must be paused. */
+  exportVcpus(): { name: string; payloads: Payload[] }[] {
+    return this.vcpus.map((v, i) => ({ name: `vcpu-${i}`, payloads: exportVcpu(v.fd, this.msrIndices) }));
+  }
+
+  /** Import vCPU states exported by a machine of the same shape; vCPUs must be paused (or not started). */
+  importVcpus(states: { name: string; payloads: Payload[] }[]): void {
+    if (states.length !== this.vcpus.length) {
+      throw new Error(`state has ${states.length} vCPUs, this machine ${this.vcpus.length}`);
+    }
+    states.forEach((s, i) => {
+      if (s.name !== `vcpu-${i}`) throw new Error(`expected vcpu-${i}, got ${s.name}`);
+      importVcpu((this.vcpus[i] as VcpuSlot).fd, new PayloadOffers(s.payloads));
+    });
   }
 
   stats(): ExitStats[] {
