@@ -67,6 +67,7 @@ const GUESTS: readonly Guest[] = [
   { name: 'hello', sources: ['hello.S', 'boot64.S'] },
   { name: 'smp', sources: ['smp.S', 'boot64.S'] },
   { name: 'pio-bench', sources: ['pio-bench.S'] },
+  { name: 'blkbench', sources: ['blkbench.S', 'boot64.S'] },
   { name: 'reset-cf9', sources: ['reset-cf9.S'] },
   { name: 'reset-kbd', sources: ['reset-kbd.S'] },
   { name: 'reset-triple', sources: ['reset-triple.S'] },
