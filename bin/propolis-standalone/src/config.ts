@@ -53,7 +53,16 @@ export interface StorageDev {
   pciPath: string;
 }
 
-export type DevConfig = DebugExitDev | PvpanicDev | StorageDev;
+export interface NicDev {
+  driver: 'pci-virtio-viona';
+  name: string;
+  vnic: string;
+  pciPath: string;
+  rxQueueSize: number | undefined;
+  txQueueSize: number | undefined;
+}
+
+export type DevConfig = DebugExitDev | PvpanicDev | StorageDev | NicDev;
 
 /** `[block_dev.<n>]` with `type = "file"` or `"mem-async"` (an in-memory disk). */
 export type BlockDevConfig =
@@ -105,7 +114,6 @@ const MAIN_KEYS = new Set([
 const MAIN_NOT_YET = new Set(['acpi_variant']);
 const TOP_NOT_YET = new Set(['cloudinit']);
 const SEED_DRIVERS_NOT_YET = new Set([
-  'pci-virtio-viona',
   'pci-virtio-socket',
   'pci-virtio-9p',
   'softnpu-pci-port',
@@ -262,17 +270,22 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
             `${file}: [dev.${name}] block_dev "${blockDev}" is already used by another device`,
           );
         }
-        const pciPath = r.reqStr('pci-path');
-        if (!/^\d{1,3}\.\d{1,2}\.\d$/.test(pciPath)) {
-          throw new ConfigError(
-            'CONFIG_VALUE',
-            `${file}: [dev.${name}] pci-path "${pciPath}" is not bus.device.function`,
-          );
-        }
-        if (devices.some((d) => 'pciPath' in d && d.pciPath === pciPath)) {
-          throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path ${pciPath} is used twice`);
-        }
+        const pciPath = pciPathOf(r, file, name, devices);
         devices.push({ driver, name, blockDev, pciPath });
+      } else if (driver === 'pci-virtio-viona') {
+        // tx_copy_data and tx_header_pad tune illumos viona; nothing to do on a tap.
+        r.onlyKeys(
+          new Set(['driver', 'vnic', 'pci-path', 'rx-queue-size', 'tx-queue-size', 'tx_copy_data', 'tx_header_pad']),
+        );
+        const pciPath = pciPathOf(r, file, name, devices);
+        devices.push({
+          driver,
+          name,
+          vnic: r.reqStr('vnic'),
+          pciPath,
+          rxQueueSize: r.int('rx-queue-size', 2, 32768),
+          txQueueSize: r.int('tx-queue-size', 2, 32768),
+        });
       } else if (SEED_DRIVERS_NOT_YET.has(driver)) {
         throw new ConfigError(
           'CONFIG_UNSUPPORTED',
@@ -300,6 +313,18 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
     }
   }
   return { main, devices, cpuid, blockDevs };
+}
+
+/** A device's `pci-path`: `bus.device.function`, not used by another device. */
+function pciPathOf(r: Reader, file: string, name: string, devices: DevConfig[]): string {
+  const pciPath = r.reqStr('pci-path');
+  if (!/^\d{1,3}\.\d{1,2}\.\d$/.test(pciPath)) {
+    throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path "${pciPath}" is not bus.device.function`);
+  }
+  if (devices.some((d) => 'pciPath' in d && d.pciPath === pciPath)) {
+    throw new ConfigError('CONFIG_VALUE', `${file}: [dev.${name}] pci-path ${pciPath} is used twice`);
+  }
+  return pciPath;
 }
 
 function parseBlockDevs(t: unknown, file: string): BlockDevConfig[] {

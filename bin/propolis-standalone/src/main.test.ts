@@ -193,6 +193,37 @@ describe('propolis-standalone', () => {
     assert.equal(r.code, 0);
   });
 
+  it('attaches a virtio-net NIC on a tap (vnic) that SeaBIOS enumerates', async () => {
+    const vnic = `ptst${process.pid % 100000}`;
+    const cfg = diskCfg(`[dev.net0]\ndriver = "pci-virtio-viona"\nvnic = "${vnic}"\npci-path = "0.6.0"\n`);
+    rmSync(join(dir, 'debug.out'), { force: true });
+    const p = spawn(process.execPath, [MAIN, cfg, '--serial-stdout'], { cwd: dir });
+    let out = '';
+    let err = '';
+    let sent = false;
+    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
+    const code = await new Promise<number | null>((resolve, reject) => {
+      const t = setTimeout(() => {
+        p.kill('SIGKILL');
+        reject(new Error(`no "No bootable device"; stdout=${out} stderr=${err}`));
+      }, 90000);
+      p.stdout.on('data', (d: Buffer) => {
+        out += d.toString('latin1');
+        if (!sent && /No bootable device/.test(out)) {
+          sent = true;
+          p.kill('SIGINT');
+        }
+      });
+      p.on('close', (c) => {
+        clearTimeout(t);
+        resolve(c);
+      });
+    });
+    assert.equal(code, 0, err);
+    assert.match(readFileSync(join(dir, 'debug.out'), 'latin1'), /bdf=00:06\.0 id=1af4:1000/);
+    assert.doesNotMatch(err, /failed|error/i);
+  });
+
   const errors: [string, () => string[], RegExp, Record<string, string>?][] = [
     ['a missing config file', () => [join(dir, 'nope.toml')], /cannot read config .*nope\.toml: no such file/],
     ['malformed TOML', () => [config('[main\nname = 1')], /not valid TOML \(line 1/],
@@ -215,8 +246,8 @@ describe('propolis-standalone', () => {
     ['an unknown driver', () => [hello('[dev.disk]\ndriver = "floppy"')], /\[dev\.disk\] unknown driver "floppy"/],
     [
       'a seed driver not built yet',
-      () => [hello('[dev.net]\ndriver = "pci-virtio-viona"')],
-      /"pci-virtio-viona" is not supported by propolis-ts yet/,
+      () => [hello('[dev.vsock]\ndriver = "pci-virtio-socket"')],
+      /"pci-virtio-socket" is not supported by propolis-ts yet/,
     ],
     [
       'a disk without its block_dev',

@@ -119,6 +119,19 @@ function build(cfg: StandaloneConfig): PcPlatform {
     ...(pvpanic ? { pvpanic: { enableIsa: pvpanic.enableIsa } } : {}),
     standalone: true,
     disks,
+    nics: cfg.devices.flatMap((d) =>
+      d.driver === 'pci-virtio-viona'
+        ? [
+            {
+              name: d.name,
+              pciPath: d.pciPath,
+              vnic: d.vnic,
+              ...(d.rxQueueSize === undefined ? {} : { rxQueueSize: d.rxQueueSize }),
+              ...(d.txQueueSize === undefined ? {} : { txQueueSize: d.txQueueSize }),
+            },
+          ]
+        : [],
+    ),
     ...(cfg.main.bootOrder ? { bootOrder: cfg.main.bootOrder } : {}),
     debugExits: cfg.devices.flatMap((d) =>
       d.driver === 'qemu-isa-debug-exit' ? [{ name: d.name, port: d.iobase, size: d.iosize }] : [],

@@ -29,6 +29,7 @@ import { describeChipset } from '../hw/chipset/chipset.js';
 import { nvmeBootPath, PciNvme, pciUnit } from '../hw/nvme/pci-nvme.js';
 import { PciPath } from '../hw/pci/path.js';
 import { PciVirtioBlock } from '../hw/virtio/block.js';
+import { PciVirtioNet } from '../hw/virtio/net.js';
 import { LpcPs2Ctrl } from '../hw/ps2/lpc-ps2ctrl.js';
 import { QemuDebugExit } from '../hw/qemu/debug-exit.js';
 import { LpcRtc } from '../hw/rtc/lpc-rtc.js';
@@ -63,6 +64,18 @@ export interface PcConfig {
   enablePcie?: boolean;
   /** Disks: virtio-block or NVMe functions on PCI, each over its own backend. */
   disks?: PcDisk[];
+  /** NICs: virtio-net functions over Linux tap devices (the seed's `vnic`). */
+  nics?: PcNic[];
+}
+
+export interface PcNic {
+  name: string;
+  pciPath: string;
+  /** Tap device name; attached if it exists, else created. */
+  vnic: string;
+  mac?: string;
+  rxQueueSize?: number;
+  txQueueSize?: number;
 }
 
 export interface PcDisk {
@@ -121,6 +134,7 @@ export class PcPlatform {
   readonly fwcfg: QemuFwCfg;
   readonly pvpanic: QemuPvpanic | undefined;
   readonly disks: Map<string, MachineDevice>;
+  readonly nics: Map<string, MachineDevice>;
 
   readonly uuid: string;
 
@@ -169,6 +183,18 @@ export class PcPlatform {
         });
         this.disks.set(d.name, m.addDevice(PciVirtioBlock, desc));
       }
+    }
+    this.nics = new Map();
+    for (const n of config.nics ?? []) {
+      const desc = PciVirtioNet.describe({
+        name: n.name,
+        pciPath: PciPath.parse(n.pciPath),
+        tap: { name: n.vnic, mode: 'create-or-attach' },
+        ...(n.mac === undefined ? {} : { mac: n.mac }),
+        ...(n.rxQueueSize === undefined ? {} : { rxQueueSize: n.rxQueueSize }),
+        ...(n.txQueueSize === undefined ? {} : { txQueueSize: n.txQueueSize }),
+      });
+      this.nics.set(n.name, m.addDevice(PciVirtioNet, desc));
     }
     this.fwcfg = m.addDevice(QemuFwCfg, QemuFwCfg.describe(this.firmwareConfig()));
   }
