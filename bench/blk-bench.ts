@@ -290,7 +290,7 @@ function checkPhases(side: string, clock: MarkerClock, status: number | undefine
 // ---- the two sides ----
 
 async function runOurs(rom: Uint8Array, image: string, counts: Counts): Promise<GuestRun> {
-  const pc = PcPlatform.create({
+  const pc = await PcPlatform.create({
     name: 'blkbench',
     cpus: 1,
     memoryMiB: MEMORY_MIB,

@@ -46,7 +46,7 @@ export interface SeabiosProbeResult {
 }
 
 async function probe(biosPath: string, resultPath: string): Promise<number> {
-  const pc = PcPlatform.create({
+  const pc = await PcPlatform.create({
     name: 'seabios-probe',
     cpus: 1,
     memoryMiB: 256,

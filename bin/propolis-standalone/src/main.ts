@@ -92,7 +92,7 @@ function backends(cfg: StandaloneConfig): Map<string, BackendDescriptor> {
   return out;
 }
 
-function build(cfg: StandaloneConfig): PcPlatform {
+function build(cfg: StandaloneConfig): Promise<PcPlatform> {
   const pvpanic = cfg.devices.find((d) => d.driver === 'qemu-pvpanic');
   const descs = backends(cfg);
   const disks = cfg.devices.flatMap((d) =>
@@ -165,7 +165,7 @@ async function main(argv: string[]): Promise<number> {
   if (args.positionals.length !== 1) throw new UsageError(`expected one config file\n${USAGE}`);
 
   const cfg = loadConfig(args.positionals[0] as string);
-  const pc = build(cfg);
+  const pc = await build(cfg);
   const machine = pc.machine;
   // The seed writes what the guest sends to the QEMU debug port into ./debug.out.
   const debugOut = pc.debugPort.pipeTo((bytes) => appendFileSync('debug.out', bytes));

@@ -26,7 +26,7 @@ interface Boot {
 
 /** Boot SeaBIOS until COM1 shows `until`; the platform is left paused. */
 async function bootSeabios(cpus: number, until: RegExp, memoryMiB = 256, timeoutMs = 90000): Promise<Boot> {
-  const pc = PcPlatform.create({ name: 'seabios', cpus, memoryMiB, bootrom: SEABIOS() });
+  const pc = await PcPlatform.create({ name: 'seabios', cpus, memoryMiB, bootrom: SEABIOS() });
   const com1 = pc.com.com1;
   com1.setSinkAttached(true);
   let serial = '';
@@ -95,7 +95,7 @@ describe('PC platform with SeaBIOS', () => {
 
   it('exports every device after boot and imports the state into a fresh platform', async () => {
     const { pc } = await bootSeabios(2, /No bootable device/);
-    const fresh = PcPlatform.create({ name: 'copy', cpus: 2, memoryMiB: 256, bootrom: SEABIOS(), uuid: pc.uuid });
+    const fresh = await PcPlatform.create({ name: 'copy', cpus: 2, memoryMiB: 256, bootrom: SEABIOS(), uuid: pc.uuid });
     try {
       const state = JSON.parse(JSON.stringify(pc.machine.exportDevices())) as ReturnType<
         typeof pc.machine.exportDevices

@@ -22,14 +22,13 @@ import {
   RELEASE_DATE_STANDALONE,
   type SmbiosCpu,
 } from '../firmware/smbios/smbios.js';
-import { backendInfo } from '../block/backend.js';
-import type { BackendDescriptor } from '../block/types.js';
+import type { BackendDescriptor, DeviceInfo } from '../block/types.js';
 import type { MachineDevice } from '../device.js';
 import { describeChipset } from '../hw/chipset/chipset.js';
-import { nvmeBootPath, PciNvme, pciUnit } from '../hw/nvme/pci-nvme.js';
-import { PciPath } from '../hw/pci/path.js';
-import { PciVirtioBlock } from '../hw/virtio/block.js';
-import { PciVirtioNet } from '../hw/virtio/net.js';
+import type { PciNvme } from '../hw/nvme/pci-nvme.js';
+import { PciPath, pciUnit } from '../hw/pci/path.js';
+import type { PciVirtioBlock } from '../hw/virtio/block.js';
+import type { PciVirtioNet } from '../hw/virtio/net.js';
 import { LpcPs2Ctrl } from '../hw/ps2/lpc-ps2ctrl.js';
 import { QemuDebugExit } from '../hw/qemu/debug-exit.js';
 import { LpcRtc } from '../hw/rtc/lpc-rtc.js';
@@ -122,6 +121,30 @@ const QEMU_DEBUG_PORT = 0x402;
 /** Where every thread finds `openBackend` for a virtio disk's backend. */
 const BLOCK_BACKEND_MODULE = new URL('../block/backend.js', import.meta.url).href;
 
+interface Drivers {
+  PciNvme?: typeof PciNvme;
+  PciVirtioBlock?: typeof PciVirtioBlock;
+  PciVirtioNet?: typeof PciVirtioNet;
+  backendInfo?: (desc: BackendDescriptor) => DeviceInfo;
+}
+
+async function loadDrivers(config: PcConfig): Promise<Drivers> {
+  const disks = config.disks ?? [];
+  const out: Drivers = {};
+  if (disks.some((d) => d.driver === 'nvme')) out.PciNvme = (await import('../hw/nvme/pci-nvme.js')).PciNvme;
+  if (disks.some((d) => d.driver === 'virtio')) {
+    out.PciVirtioBlock = (await import('../hw/virtio/block.js')).PciVirtioBlock;
+    out.backendInfo = (await import('../block/backend.js')).backendInfo;
+  }
+  if ((config.nics ?? []).length > 0) out.PciVirtioNet = (await import('../hw/virtio/net.js')).PciVirtioNet;
+  return out;
+}
+
+function need<T>(x: T | undefined, what: string): T {
+  if (x === undefined) throw new Error(`${what} driver was not loaded`);
+  return x;
+}
+
 export class PcConfigError extends Error {
   readonly code = 'PC_CONFIG';
 }
@@ -141,6 +164,7 @@ export class PcPlatform {
   private constructor(
     readonly machine: Machine,
     readonly config: PcConfig,
+    drivers: Drivers,
   ) {
     const m = machine;
     this.uuid = config.uuid ?? randomUUID();
@@ -166,6 +190,7 @@ export class PcPlatform {
     this.disks = new Map();
     for (const d of config.disks ?? []) {
       if (d.driver === 'nvme') {
+        const PciNvme = need(drivers.PciNvme, 'pci-nvme');
         this.disks.set(
           d.name,
           m.addDevice(
@@ -175,6 +200,8 @@ export class PcPlatform {
         );
       } else {
         const backend = { module: BLOCK_BACKEND_MODULE, export: 'openBackend', descriptor: d.backend };
+        const PciVirtioBlock = need(drivers.PciVirtioBlock, 'pci-virtio-block');
+        const backendInfo = need(drivers.backendInfo, 'block backends');
         const desc = PciVirtioBlock.describe(d.name, {
           path: PciPath.parse(d.pciPath),
           backend,
@@ -186,6 +213,7 @@ export class PcPlatform {
     }
     this.nics = new Map();
     for (const n of config.nics ?? []) {
+      const PciVirtioNet = need(drivers.PciVirtioNet, 'pci-virtio-viona');
       const desc = PciVirtioNet.describe({
         name: n.name,
         pciPath: PciPath.parse(n.pciPath),
@@ -199,8 +227,13 @@ export class PcPlatform {
     this.fwcfg = m.addDevice(QemuFwCfg, QemuFwCfg.describe(this.firmwareConfig()));
   }
 
-  /** Create the VM and its devices (not yet running). */
-  static create(config: PcConfig): PcPlatform {
+  /**
+   * Create the VM and its devices (not yet running). Disk and NIC device
+   * modules are loaded only when configured: importing them all costs tens
+   * of milliseconds of start-up a VM without them should not pay.
+   */
+  static async create(config: PcConfig): Promise<PcPlatform> {
+    const drivers = await loadDrivers(config);
     const machine = Machine.create({
       name: config.name,
       cpus: config.cpus,
@@ -213,7 +246,7 @@ export class PcPlatform {
       coalescedPio: [{ port: QEMU_DEBUG_PORT, size: 1 }],
     });
     try {
-      return new PcPlatform(machine, config);
+      return new PcPlatform(machine, config, drivers);
     } catch (e) {
       void machine.destroy();
       throw e;
@@ -252,7 +285,12 @@ export class PcPlatform {
       if (!d) throw new PcConfigError(`boot order names "${name}", which is not a disk`);
       const path = PciPath.parse(d.pciPath);
       if (path.bus !== 0) throw new PcConfigError(`boot disk "${name}" must be on PCI bus 0, not ${d.pciPath}`);
-      out.push(d.driver === 'nvme' ? (nvmeBootPath(path) as string) : `/pci@i0cf8/scsi@${pciUnit(path)}/disk@0,0`);
+      // NVMe namespaces with the id OVMF needs (pci8086,5845), as the seed.
+      out.push(
+        d.driver === 'nvme'
+          ? `/pci@i0cf8/pci8086,5845@${pciUnit(path)}/namespace@1,0`
+          : `/pci@i0cf8/scsi@${pciUnit(path)}/disk@0,0`,
+      );
     }
     return out;
   }

@@ -38,7 +38,7 @@ import type { Migrate, Payload, PayloadOffers } from '../../migrate.js';
 import type { AccessSize } from '../../pio.js';
 import { PciBuilder } from '../pci/builder.js';
 import { PciFunction, type PciBarHandler, type PciFunctionShared } from '../pci/function.js';
-import { PciPath } from '../pci/path.js';
+import { PciPath, pciUnit } from '../pci/path.js';
 import { BAR0_SIZE, doorbellOffset, ID_CTRL, MAX_QUEUES, MSIX_BAR, MSIX_VECTORS, PCI_IDENT } from './bits.js';
 import { NvmeController } from './controller.js';
 import { asciiField, NvmeIdentityError, type NvmeIdentity } from './identify.js';
@@ -238,14 +238,8 @@ export class PciNvme implements MachineDevice, PciBarHandler, Lifecycle {
  * in hex; OVMF needs the `pci8086,5845` id). Devices behind a bridge have no
  * such path here: undefined.
  */
-/**
- * An OpenFirmware PCI unit address: `dev` for function 0, else `dev,fn`
- * (hex), as QEMU writes them. The seed always writes `dev,fn`, which OVMF
- * accepts but SeaBIOS's prefix match does not (it looks for `@dev/`).
- */
-export function pciUnit(path: PciPath): string {
-  return path.func === 0 ? path.device.toString(16) : `${path.device.toString(16)},${path.func.toString(16)}`;
-}
+
+export { pciUnit };
 
 export function nvmeBootPath(path: PciPath): string | undefined {
   if (path.bus !== 0) return undefined;

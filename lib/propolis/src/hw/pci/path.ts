@@ -51,3 +51,12 @@ export class PciPath {
     return `${this.bus}.${this.device}.${this.func}`;
   }
 }
+
+/**
+ * An OpenFirmware PCI unit address: `dev` for function 0, else `dev,fn`
+ * (hex), as QEMU writes them. The seed always writes `dev,fn`, which OVMF
+ * accepts but SeaBIOS's prefix match does not (it looks for `@dev/`).
+ */
+export function pciUnit(path: PciPath): string {
+  return path.func === 0 ? path.device.toString(16) : `${path.device.toString(16)},${path.func.toString(16)}`;
+}
