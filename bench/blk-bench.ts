@@ -38,32 +38,21 @@
 // QEMU's throughput) is printed next to each result.
 
 import { spawn, spawnSync } from 'node:child_process';
-import {
-  accessSync,
-  closeSync,
-  constants,
-  existsSync,
-  mkdirSync,
-  openSync,
-  readFileSync,
-  readSync,
-  statSync,
-  writeSync,
-} from 'node:fs';
+import { closeSync, existsSync, mkdirSync, openSync, readFileSync, readSync, statSync, writeSync } from 'node:fs';
 import os from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { pathToFileURL } from 'node:url';
 import { FileBackend } from '../lib/propolis/src/block/file.js';
 import { PciVirtioBlock } from '../lib/propolis/src/hw/virtio/block.js';
 import { PcPlatform } from '../lib/propolis/src/platform/pc.js';
 import type { ExitStats, MachineEvent } from '../lib/propolis/src/vmm/machine.js';
+import { findQemu } from './qemu.js';
 import { startAndWait } from './guest-run.js';
 
 export class BlkBenchError extends Error {
   readonly code = 'BENCH_BLK';
 }
 
-const QEMU = 'qemu-system-x86_64';
 const ROUNDS = 5;
 const TARGET_RATIO = 1.0;
 const MEMORY_MIB = 256;
@@ -412,18 +401,6 @@ function runQemu(qemu: string, rom: string, image: string, counts: Counts): Prom
 
 // ---- the section ----
 
-function onPath(cmd: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const p = join(dir, cmd);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {}
-  }
-  return undefined;
-}
-
 /** CPUs' worth of work the rest of the machine does while this process sleeps for `ms` (from /proc/stat). */
 async function othersBusy(ms: number): Promise<number | undefined> {
   const sample = (): { busy: number; total: number } | undefined => {
@@ -467,10 +444,7 @@ export interface BlkSection {
 export async function blkBench(root: string, log: (s: string) => void): Promise<BlkSection> {
   const romPath = join(root, 'guests', 'out', 'blkbench.rom');
   if (!existsSync(romPath)) throw new BlkBenchError(`${romPath} is missing: run \`npm run build\` first`);
-  const qemu = onPath(QEMU);
-  if (qemu === undefined) {
-    throw new BlkBenchError(`${QEMU} is not on PATH (Debian: apt-get install qemu-system-x86); it is the peer`);
-  }
+  const qemu = findQemu(log);
   const v = spawnSync(qemu, ['--version'], { encoding: 'utf8', timeout: 10_000 });
   const qemuVersion = /version (\S+)/.exec(v.stdout ?? '')?.[1] ?? 'unknown';
   if (!qemuVersion.startsWith('7.2')) {

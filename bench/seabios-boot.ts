@@ -28,12 +28,13 @@
 // here asserts on a time: the target ratio is printed next to the result.
 
 import { spawn, spawnSync } from 'node:child_process';
-import { accessSync, constants, existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
+import { existsSync, mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { createServer, type Server } from 'node:net';
 import os from 'node:os';
-import { delimiter, join } from 'node:path';
+import { join } from 'node:path';
 import { debianFile } from '../lib/propolis/src/testing/debian.js';
 import type { ExitStats } from '../lib/propolis/src/vmm/machine.js';
+import { findQemu } from './qemu.js';
 import type { SeabiosProbeResult } from './seabios-probe.js';
 
 export class SeabiosBenchError extends Error {
@@ -48,7 +49,6 @@ const RUN_TIMEOUT_MS = 30_000;
 const STOP_GRACE_MS = 10_000;
 const BANNER = 'SeaBIOS (version';
 const HANDOFF = 'No bootable device';
-const QEMU = 'qemu-system-x86_64';
 const FIRMWARE = 'usr/share/seabios/bios-256k.bin';
 
 const HANDOFF_NOTE =
@@ -227,37 +227,6 @@ interface Setup {
   standalone: string;
   probe: string;
   tmp: string;
-}
-
-function onPath(cmd: string): string | undefined {
-  for (const dir of (process.env['PATH'] ?? '').split(delimiter)) {
-    if (dir === '') continue;
-    const p = join(dir, cmd);
-    try {
-      accessSync(p, constants.X_OK);
-      return p;
-    } catch {}
-  }
-  return undefined;
-}
-
-/** QEMU from PATH, installing Debian's package when it is missing. */
-function findQemu(log: (s: string) => void): string {
-  const found = onPath(QEMU);
-  if (found) return found;
-  log(`bench: ${QEMU} is not on PATH; installing Debian's qemu-system-x86 (apt-get install -y qemu-system-x86)\n`);
-  const r = spawnSync('apt-get', ['install', '-y', 'qemu-system-x86'], {
-    encoding: 'utf8',
-    timeout: 15 * 60_000,
-    env: { ...process.env, DEBIAN_FRONTEND: 'noninteractive' },
-  });
-  const again = onPath(QEMU);
-  if (r.status === 0 && again) return again;
-  const why = r.error ? r.error.message : `status ${r.status}: ${tail(`${r.stderr}\n${r.stdout}`, 600)}`;
-  throw new SeabiosBenchError(
-    `${QEMU} is needed as the peer to compare against and could not be installed ` +
-      `(apt-get install -y qemu-system-x86 failed: ${why}); install it and run the bench again`,
-  );
 }
 
 function setup(root: string, log: (s: string) => void): Setup {

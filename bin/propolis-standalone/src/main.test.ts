@@ -25,12 +25,28 @@ interface Result {
   stderr: string;
 }
 
-function run(args: string[], env: Record<string, string> = {}, timeoutMs = 60000): Promise<Result> {
+/**
+ * Run the standalone; with `interruptOn`, send one SIGINT (Ctrl-C) as soon
+ * as stdout matches it.
+ */
+function run(
+  args: string[],
+  env: Record<string, string> = {},
+  timeoutMs = 60000,
+  interruptOn?: RegExp,
+): Promise<Result> {
   return new Promise((resolve, reject) => {
     const p = spawn(process.execPath, [MAIN, ...args], { cwd: dir, env: { ...process.env, ...env } });
     let stdout = '';
     let stderr = '';
-    p.stdout.on('data', (d: Buffer) => (stdout += d.toString()));
+    let interrupted = false;
+    p.stdout.on('data', (d: Buffer) => {
+      stdout += d.toString('latin1');
+      if (interruptOn && !interrupted && interruptOn.test(stdout)) {
+        interrupted = true;
+        p.kill('SIGINT');
+      }
+    });
     p.stderr.on('data', (d: Buffer) => (stderr += d.toString()));
     const t = setTimeout(() => {
       p.kill('SIGKILL');
@@ -132,28 +148,7 @@ describe('propolis-standalone', () => {
   it('boots Debian SeaBIOS to "No bootable device" and halts on Ctrl-C', async () => {
     const bios = debianFile('seabios', 'usr/share/seabios/bios.bin');
     const cfg = config(`[main]\nname = "bios"\ncpus = 2\nmemory = 128\nbootrom = "${bios}"\nexit_on_halt = 3\n`);
-    const p = spawn(process.execPath, [MAIN, cfg, '--serial-stdout'], { cwd: dir });
-    let out = '';
-    let err = '';
-    let sent = false;
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const t = setTimeout(() => {
-        p.kill('SIGKILL');
-        reject(new Error(`no "No bootable device" in time; stdout=${out} stderr=${err}`));
-      }, 90000);
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString('latin1');
-        if (!sent && /No bootable device/.test(out)) {
-          sent = true;
-          p.kill('SIGINT');
-        }
-      });
-      p.on('close', (c) => {
-        clearTimeout(t);
-        resolve(c);
-      });
-    });
+    const { code, stdout: out, stderr: err } = await run([cfg, '--serial-stdout'], {}, 90000, /No bootable device/);
     assert.equal(code, 3, err);
     assert.match(out, /SeaBIOS \(version/);
     assert.match(
@@ -197,28 +192,7 @@ describe('propolis-standalone', () => {
     const vnic = `ptst${process.pid % 100000}`;
     const cfg = diskCfg(`[dev.net0]\ndriver = "pci-virtio-viona"\nvnic = "${vnic}"\npci-path = "0.6.0"\n`);
     rmSync(join(dir, 'debug.out'), { force: true });
-    const p = spawn(process.execPath, [MAIN, cfg, '--serial-stdout'], { cwd: dir });
-    let out = '';
-    let err = '';
-    let sent = false;
-    p.stderr.on('data', (d: Buffer) => (err += d.toString()));
-    const code = await new Promise<number | null>((resolve, reject) => {
-      const t = setTimeout(() => {
-        p.kill('SIGKILL');
-        reject(new Error(`no "No bootable device"; stdout=${out} stderr=${err}`));
-      }, 90000);
-      p.stdout.on('data', (d: Buffer) => {
-        out += d.toString('latin1');
-        if (!sent && /No bootable device/.test(out)) {
-          sent = true;
-          p.kill('SIGINT');
-        }
-      });
-      p.on('close', (c) => {
-        clearTimeout(t);
-        resolve(c);
-      });
-    });
+    const { code, stderr: err } = await run([cfg, '--serial-stdout'], {}, 90000, /No bootable device/);
     assert.equal(code, 0, err);
     assert.match(readFileSync(join(dir, 'debug.out'), 'latin1'), /bdf=00:06\.0 id=1af4:1000/);
     assert.doesNotMatch(err, /failed|error/i);

@@ -163,3 +163,19 @@ export interface Migrate {
   export(): Payload[];
   import(offers: PayloadOffers): void;
 }
+
+/**
+ * A register model's export/import run under its device lock; `after`
+ * (e.g. re-driving IRQ lines from the restored state) runs, still locked,
+ * once an import succeeded.
+ */
+export function lockedMigrate(lock: { with<T>(fn: () => T): T }, model: Migrate, after?: () => void): Migrate {
+  return {
+    export: (): Payload[] => lock.with(() => model.export()),
+    import: (offers: PayloadOffers): void =>
+      lock.with(() => {
+        model.import(offers);
+        after?.();
+      }),
+  };
+}

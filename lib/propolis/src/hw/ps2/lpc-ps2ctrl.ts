@@ -25,7 +25,7 @@
 
 import type { DeviceDescriptor, DeviceHost, GuestEvents, IrqLine, MachineDevice } from '../../device.js';
 import type { Lifecycle } from '../../lifecycle.js';
-import type { Migrate, Payload, PayloadOffers } from '../../migrate.js';
+import { lockedMigrate, type Migrate } from '../../migrate.js';
 import type { AccessSize, PioHandler } from '../../pio.js';
 import { SharedMutex } from '../../sync/mutex.js';
 import { I8042, I8042_STATE_BYTES } from './i8042.js';
@@ -297,9 +297,6 @@ export class LpcPs2Ctrl implements MachineDevice, PioHandler, Lifecycle {
   }
 
   migrate(): Migrate {
-    return {
-      export: (): Payload[] => this.lock.with(() => this.model.export()),
-      import: (offers: PayloadOffers): void => this.lock.with(() => this.model.import(offers)),
-    };
+    return lockedMigrate(this.lock, this.model);
   }
 }

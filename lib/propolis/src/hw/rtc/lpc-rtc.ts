@@ -26,7 +26,7 @@
 
 import type { DeviceDescriptor, DeviceHost, IrqLine, MachineDevice } from '../../device.js';
 import type { Lifecycle } from '../../lifecycle.js';
-import type { Migrate, Payload, PayloadOffers } from '../../migrate.js';
+import { lockedMigrate, type Migrate } from '../../migrate.js';
 import type { AccessSize, PioHandler } from '../../pio.js';
 import { SharedMutex } from '../../sync/mutex.js';
 import { HOST_CLOCK, Mc146818, RTC_STATE_BYTES, type RtcClock } from './mc146818.js';
@@ -200,14 +200,7 @@ export class LpcRtc implements MachineDevice, PioHandler, Lifecycle {
   }
 
   migrate(): Migrate {
-    return {
-      export: (): Payload[] => this.lock.with(() => this.model.export()),
-      import: (offers: PayloadOffers): void =>
-        this.lock.with(() => {
-          this.model.import(offers);
-          this.sync();
-        }),
-    };
+    return lockedMigrate(this.lock, this.model, () => this.sync());
   }
 
   private startTimer(): void {

@@ -14,7 +14,7 @@
 
 import { type DeviceDescriptor, type DeviceHost, type IrqLine, type MachineDevice } from '../../device.js';
 import { type Lifecycle } from '../../lifecycle.js';
-import type { Migrate, Payload, PayloadOffers } from '../../migrate.js';
+import { lockedMigrate, type Migrate } from '../../migrate.js';
 import type { AccessSize, PioHandler } from '../../pio.js';
 import { ByteRing } from '../../sync/byte-ring.js';
 import { SharedMutex } from '../../sync/mutex.js';
@@ -167,13 +167,6 @@ export class LpcUart implements MachineDevice, PioHandler, Lifecycle {
   }
 
   migrate(): Migrate {
-    return {
-      export: (): Payload[] => this.lock.with(() => this.model.export()),
-      import: (offers: PayloadOffers): void =>
-        this.lock.with(() => {
-          this.model.import(offers);
-          this.sync();
-        }),
-    };
+    return lockedMigrate(this.lock, this.model, () => this.sync());
   }
 }
