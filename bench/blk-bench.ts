@@ -18,7 +18,8 @@
 // here), kept in the JSON as a cross-check, and how many notifies it wrote.
 //
 // propolis-ts runs in this process (PcPlatform, as the standalone builds
-// it), so its exit counts and virtio counters can be read after each run;
+// it, so queue notifies are doorbells served by the machine's I/O thread),
+// so its exit counts and virtio counters can be read after each run;
 // QEMU runs as a child with the serial port on stdout.
 //
 // The image (.cache/bench/blkbench.img, 513 MiB) is created once and kept:
@@ -571,7 +572,8 @@ export async function blkBench(root: string, log: (s: string) => void): Promise<
       `mmio ${lastOurs.exits.mmio}, intr ${lastOurs.exits.intr}, hlt ${lastOurs.exits.hlt}, other ${lastOurs.exits.other}; ` +
       `virtio notifies ${lastOurs.notifies} (dropped ${lastOurs.droppedNotifies}), requests ${lastOurs.requests} ` +
       `of ${totalRequests} (I/O errors ${lastOurs.ioerr})`,
-    `  every notify is a port-I/O exit handled on the vCPU thread, which runs the requests before the guest resumes`,
+    `  notifies ring a doorbell (KVM_IOEVENTFD) served by the I/O thread: the vCPU does not exit for them and ` +
+      `keeps polling while the I/O thread runs the requests`,
     `  cross-check: guest TSC ticks per host µs over every timed phase ${f2(tscLo)}–${f2(tscHi)} ` +
       `(spread ${f2((tscHi / tscLo - 1) * 100)}%: the host's marker timestamps track the guest's own clock)`,
   ];

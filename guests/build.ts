@@ -68,6 +68,7 @@ const GUESTS: readonly Guest[] = [
   { name: 'smp', sources: ['smp.S', 'boot64.S'] },
   { name: 'pio-bench', sources: ['pio-bench.S'] },
   { name: 'blkbench', sources: ['blkbench.S', 'boot64.S'] },
+  { name: 'netping', sources: ['netping.S', 'boot64.S'] },
   { name: 'reset-cf9', sources: ['reset-cf9.S'] },
   { name: 'reset-kbd', sources: ['reset-kbd.S'] },
   { name: 'reset-triple', sources: ['reset-triple.S'] },

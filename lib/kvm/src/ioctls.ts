@@ -184,6 +184,11 @@ export const KVM_IOEVENTFD_FLAG_DEASSIGN = 4;
 export const KVM_IRQ_ROUTING_IRQCHIP = 1;
 export const KVM_IRQ_ROUTING_MSI = 2;
 
+// In-kernel irqchip numbers (routing entries, KVM_GET_IRQCHIP).
+export const KVM_IRQCHIP_PIC_MASTER = 0;
+export const KVM_IRQCHIP_PIC_SLAVE = 1;
+export const KVM_IRQCHIP_IOAPIC = 2;
+
 // Capabilities (KVM_CHECK_EXTENSION).
 export const KVM_CAP_IRQCHIP = 0;
 export const KVM_CAP_HLT = 1;
@@ -243,6 +248,9 @@ export const ALL_CONSTANTS: Record<string, number> = {
   KVM_IOEVENTFD_FLAG_DEASSIGN,
   KVM_IRQ_ROUTING_IRQCHIP,
   KVM_IRQ_ROUTING_MSI,
+  KVM_IRQCHIP_PIC_MASTER,
+  KVM_IRQCHIP_PIC_SLAVE,
+  KVM_IRQCHIP_IOAPIC,
   KVM_CAP_IRQCHIP,
   KVM_CAP_HLT,
   KVM_CAP_USER_MEMORY,

@@ -169,6 +169,7 @@ export const MAP_ANONYMOUS = 0x20;
 export const MAP_NORESERVE = 0x4000;
 export const MAP_FAILED = 0xffff_ffff_ffff_ffffn;
 export const MADV_DONTDUMP = 16;
+export const MADV_HUGEPAGE = 14;
 export const EFD_CLOEXEC = 0o2000000;
 export const EFD_NONBLOCK = 0o4000;
 export const EPOLL_CLOEXEC = 0o2000000;

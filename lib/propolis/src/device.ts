@@ -34,9 +34,38 @@ export interface GuestEvents {
   reset(reason: string): void;
 }
 
+/**
+ * Where a guest doorbell write lands: a port or a physical address, the
+ * access size drivers use and, if set, the only value that counts.
+ */
+export interface DoorbellBinding {
+  space: 'io' | 'mmio';
+  addr: number;
+  size: 1 | 2 | 4 | 8;
+  datamatch?: number;
+}
+
+/**
+ * A doorbell the kernel rings for the device (KVM_IOEVENTFD): guest writes
+ * matching its bindings signal an eventfd instead of exiting to a vCPU
+ * thread, and the machine's I/O thread runs the handler. Each device
+ * instance sees the same doorbell (by owner and index) on every thread.
+ */
+export interface Doorbell {
+  /**
+   * Make guest writes matching `bindings` ring this doorbell (an empty list
+   * stops it). Any thread; cheap when nothing changed. A binding the kernel
+   * refuses (another doorbell holds that address) is left out: those writes
+   * exit as before. Returns how many bindings are in force.
+   */
+  bind(bindings: readonly DoorbellBinding[]): number;
+  /** On the I/O thread: run `fn` when the doorbell rings. On other threads: ignored. */
+  serve(fn: () => void): void;
+}
+
 /** What a device instance is given on the thread where it lives. */
 export interface DeviceHost {
-  readonly thread: 'main' | 'vcpu';
+  readonly thread: 'main' | 'vcpu' | 'io';
   readonly vcpuId: number | undefined;
   readonly pio: PioBus;
   readonly mmio: MmioBus;
@@ -55,6 +84,12 @@ export interface DeviceHost {
    * PCI topology), created on first use. Not shared across threads.
    */
   singleton<T>(key: string, create: () => T): T;
+  /**
+   * Doorbell `index` of `owner` (see Doorbell), allocated on the main
+   * thread as the device attaches there. Undefined when the host has no I/O
+   * thread (test hosts): the device then handles doorbell writes as exits.
+   */
+  doorbell?(owner: string, index: number): Doorbell | undefined;
 }
 
 export interface DeviceDescriptor {

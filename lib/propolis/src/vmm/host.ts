@@ -3,15 +3,18 @@
 // file, You can obtain one at https://mozilla.org/MPL/2.0/.
 
 // The per-thread environment devices attach to (device.ts's DeviceHost):
-// buses, guest memory views, IRQ lines and a channel for guest events.
+// buses, guest memory views, IRQ lines, MSIs (through irqfds, msi-routes.ts),
+// doorbells (doorbells.ts) and a channel for guest events.
 //
 // Threading: one ThreadHost per thread; nothing here is shared except the
 // kernel objects behind the fds and the guest memory mappings.
 
 import { VmFd } from '../../../kvm/src/index.js';
 import * as libc from '../../../kvm/src/libc.js';
-import type { DeviceHost, GuestEvents, IrqLine } from '../device.js';
+import type { DeviceHost, Doorbell, GuestEvents, IrqLine } from '../device.js';
+import { SharedDoorbells, type DoorbellAlloc } from './doorbells.js';
 import { SharedIrqLines, type IrqSourceAlloc } from './irq-lines.js';
+import { MsiRoutes } from './msi-routes.js';
 import { MmioBus, PioBus } from '../pio.js';
 import { GuestMemory, type MemRegion } from './memory.js';
 import type { MemoryLayoutEntry } from './vcpu-control.js';
@@ -35,25 +38,59 @@ export function memoryFromLayout(layout: MemoryLayoutEntry[]): GuestMemory {
   return new GuestMemory(regions);
 }
 
+/** The machine-wide tables every thread's host shares (structured-cloneable). */
+export interface SharedHostTables {
+  irqs: SharedArrayBuffer;
+  irqAllocs: IrqSourceAlloc[];
+  doorbells: SharedArrayBuffer;
+  doorbellAllocs: DoorbellAlloc[];
+  msi: SharedArrayBuffer;
+}
+
+export function createHostTables(): SharedHostTables {
+  return {
+    irqs: SharedIrqLines.createBuffer(),
+    irqAllocs: [],
+    doorbells: SharedDoorbells.createBuffer(),
+    doorbellAllocs: [],
+    msi: MsiRoutes.createBuffer(),
+  };
+}
+
 export class ThreadHost implements DeviceHost {
   readonly pio = new PioBus();
   readonly mmio = new MmioBus();
   readonly irqs: SharedIrqLines;
+  readonly doorbells: SharedDoorbells;
+  readonly msiRoutes: MsiRoutes;
   private readonly vm: VmFd;
   private readonly singletons = new Map<string, unknown>();
 
   constructor(
-    readonly thread: 'main' | 'vcpu',
+    readonly thread: 'main' | 'vcpu' | 'io',
     readonly vcpuId: number | undefined,
     vmFd: number,
     readonly mem: GuestMemory,
     readonly events: GuestEvents,
-    irqBuffer: SharedArrayBuffer,
-    irqAllocs: IrqSourceAlloc[] = [],
+    tables: SharedHostTables,
   ) {
     this.vm = VmFd.fromRaw(vmFd);
     const vm = this.vm;
-    this.irqs = new SharedIrqLines(irqBuffer, (gsi, level) => vm.irqLine(gsi, level), irqAllocs, thread === 'main');
+    const main = thread === 'main';
+    this.irqs = new SharedIrqLines(tables.irqs, (gsi, level) => vm.irqLine(gsi, level), tables.irqAllocs, main);
+    this.doorbells = new SharedDoorbells(tables.doorbells, vm, tables.doorbellAllocs, main, thread === 'io');
+    this.msiRoutes = new MsiRoutes(tables.msi, vm);
+  }
+
+  /** The tables as allocated so far, for the workers (main thread, before start). */
+  tables(): SharedHostTables {
+    return {
+      irqs: this.irqs.sab,
+      irqAllocs: this.irqs.allocations,
+      doorbells: this.doorbells.sab,
+      doorbellAllocs: this.doorbells.allocations,
+      msi: this.msiRoutes.sab,
+    };
   }
 
   irqLine(gsi: number, owner: string): IrqLine {
@@ -61,7 +98,11 @@ export class ThreadHost implements DeviceHost {
   }
 
   msi(address: bigint, data: number): void {
-    this.vm.signalMsi(Number(address & 0xffff_ffffn), Number(address >> 32n), data);
+    this.msiRoutes.signal(address, data);
+  }
+
+  doorbell(owner: string, index: number): Doorbell | undefined {
+    return this.doorbells.doorbell(owner, index);
   }
 
   singleton<T>(key: string, create: () => T): T {

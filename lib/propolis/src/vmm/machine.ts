@@ -8,7 +8,9 @@
 // Threading: a Machine lives on the main thread, which owns its lifecycle:
 // create → addDevice… → start → (pause/resume)… → destroy. vCPU workers run
 // `vcpu-worker.ts`; they attach their own instances of the devices added
-// here, so devices must be added before `start`. Guest events from any
+// here, so devices must be added before `start`. When a device asks for
+// doorbells, one more worker, the I/O thread (`io-worker.ts`), attaches the
+// devices too and serves them; it pauses, resumes and exits with the vCPUs. Guest events from any
 // vCPU arrive as messages and are delivered to `onEvent` listeners on the
 // main thread. Guest memory and kvm_run mappings are unmapped in `destroy`,
 // only after every worker has exited, so no view outlives its mapping.
@@ -36,8 +38,7 @@ import type { DeviceClass, DeviceDescriptor, GuestEvents, MachineDevice } from '
 import { PayloadOffers, type Payload } from '../migrate.js';
 import { specializeCpuid } from './cpuid.js';
 import { exportVcpu, importVcpu } from './vcpu-state.js';
-import { memoryFromLayout, ThreadHost } from './host.js';
-import { SharedIrqLines } from './irq-lines.js';
+import { createHostTables, memoryFromLayout, ThreadHost } from './host.js';
 import {
   captureChipset,
   capturePowerOn,
@@ -61,6 +62,7 @@ import {
   REQ_RUN,
   STAT,
   STAT_WORDS,
+  type IoWorkerData,
   type MemoryLayoutEntry,
   type VcpuCommand,
   type VcpuMessage,
@@ -140,6 +142,16 @@ interface VcpuSlot {
   tid?: number;
 }
 
+/** The I/O thread, when there is one. */
+interface IoSlot {
+  worker: Worker;
+  ctl: Int32Array;
+  controlFd: number;
+  exited: Promise<void>;
+  ready: Promise<void>;
+  hasExited: boolean;
+}
+
 interface Mapping {
   addr: bigint;
   size: number;
@@ -166,7 +178,7 @@ function mapAnon(size: number, what: string): bigint {
     0n,
     size,
     libc.PROT_READ | libc.PROT_WRITE,
-    libc.MAP_SHARED | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE,
+    libc.MAP_PRIVATE | libc.MAP_ANONYMOUS | libc.MAP_NORESERVE,
     -1,
     0,
   );
@@ -178,6 +190,28 @@ function mapAnon(size: number, what: string): bigint {
 }
 
 const noop = (): void => {};
+
+/**
+ * Wait until a worker acknowledged generation `gen` of its control word, or
+ * exited. A pending Atomics.waitAsync does not keep Node's event loop alive,
+ * so a timer does: without it a caller with nothing else pending (a test
+ * awaiting pause() after its last timer fired) saw the process's event loop
+ * end under it while a vCPU was still on its way to acknowledge.
+ */
+async function waitAck(ctl: Int32Array, gen: number, gone: () => boolean): Promise<void> {
+  const keepAlive = setInterval(noop, 1000);
+  try {
+    for (;;) {
+      if (gone() || Atomics.load(ctl, CTL_STATE) === STATE_EXITED) return;
+      const ack = Atomics.load(ctl, CTL_ACK);
+      if (acked(ack, gen)) return;
+      const r = Atomics.waitAsync(ctl, CTL_ACK, ack, 100);
+      if (r.async) await r.value;
+    }
+  } finally {
+    clearInterval(keepAlive);
+  }
+}
 
 export class Machine {
   readonly mem: GuestMemory;
@@ -208,7 +242,7 @@ export class Machine {
       throw e;
     }
     this.mem = memoryFromLayout(this.layout);
-    this.host = new ThreadHost('main', undefined, vm.fd, this.mem, events, SharedIrqLines.createBuffer());
+    this.host = new ThreadHost('main', undefined, vm.fd, this.mem, events, createHostTables());
     this.spawnWorkers();
   }
 
@@ -245,6 +279,7 @@ export class Machine {
     const addr = mapAnon(size, what);
     this.mappings.push({ addr, size });
     libc.madvise(addr, size, libc.MADV_DONTDUMP);
+    if (prot !== Prot.Read) libc.madvise(addr, size, libc.MADV_HUGEPAGE);
     this.vm.setUserMemoryRegion(slot, BigInt(gpa), BigInt(size), addr, prot === Prot.Read ? KVM_MEM_READONLY : 0);
     this.layout.push({ gpa, size, hostAddr: addr, prot });
     return addr;
@@ -332,6 +367,7 @@ export class Machine {
     await this.pause();
     for (const d of this.devices) d.reset?.();
     this.host.irqs.resetAll();
+    this.host.msiRoutes.clear();
     if (this.chipsetPowerOn) restoreChipset(this.vm, this.chipsetPowerOn);
     for (const v of this.vcpus) if (v.powerOn) restorePowerOn(v.fd, v.powerOn);
     this.loadLowBios();
@@ -359,8 +395,10 @@ export class Machine {
     }
     const dev = cls.attach(desc, this.host);
     this.devices.push(dev);
-    for (const slot of this.vcpus)
-      slot.worker?.postMessage({ type: 'preload', module: desc.module } satisfies VcpuCommand);
+    if (!this.io && this.host.doorbells.allocations.length > 0) this.spawnIo();
+    const preload: VcpuCommand = { type: 'preload', module: desc.module };
+    for (const slot of this.vcpus) slot.worker?.postMessage(preload);
+    this.io?.worker.postMessage(preload);
     return dev;
   }
 
@@ -388,11 +426,49 @@ export class Machine {
     const cmd: VcpuCommand = {
       type: 'attach',
       devices: this.devices.map((d) => d.descriptor),
-      irqAllocs: this.host.irqs.allocations,
+      tables: this.host.tables(),
     };
     for (const slot of this.vcpus) slot.worker?.postMessage(cmd);
-    await Promise.all(this.vcpus.map((slot) => slot.ready ?? Promise.resolve()));
+    this.io?.worker.postMessage(cmd);
+    await Promise.all([...this.vcpus.map((slot) => slot.ready ?? Promise.resolve()), this.io?.ready]);
     await this.request(REQ_RUN);
+  }
+
+  /** Whether doorbells are served by an I/O thread (some device asked for them). */
+  get hasIoThread(): boolean {
+    return this.io !== undefined;
+  }
+
+  private io: IoSlot | undefined;
+
+  /** Spawn the I/O thread, when the first device with doorbells is added. */
+  private spawnIo(): void {
+    const controlFd = libc.eventfd(0, libc.EFD_NONBLOCK | libc.EFD_CLOEXEC);
+    if (controlFd < 0) throw new MachineConfigError(`eventfd for the I/O thread: ${libc.errnoName(libc.errno())}`);
+    const ctl = new Int32Array(new SharedArrayBuffer(4 * CTL_WORDS));
+    ctl[CTL_CMD] = cmdWord(0, REQ_PAUSE);
+    const wd: IoWorkerData = { vmFd: this.vm.fd, memory: this.layout, ctl: ctl.buffer as SharedArrayBuffer, controlFd };
+    const worker = new Worker(new URL('./io-worker.js', import.meta.url), { workerData: wd, name: 'io' });
+    const slot = { worker, ctl, controlFd, hasExited: false } as IoSlot;
+    slot.exited = new Promise<void>((r) =>
+      worker.once('exit', () => {
+        slot.hasExited = true;
+        r();
+      }),
+    );
+    slot.ready = new Promise<void>((resolve, reject) => {
+      worker.on('message', (m: VcpuMessage) => {
+        if (m.type === 'ready') resolve();
+        else this.onVcpuMessage(m);
+      });
+      worker.on('error', (err) => {
+        reject(err);
+        if (this.started) this.emit({ type: 'failure', vcpu: -1, reason: `I/O thread error: ${err.message}` });
+      });
+      worker.on('exit', () => reject(new Error('the I/O thread exited during start-up')));
+    });
+    slot.ready.catch(() => {});
+    this.io = slot;
   }
 
   /**
@@ -413,7 +489,6 @@ export class Machine {
         memory: this.layout,
         ctl: slot.ctl.buffer as SharedArrayBuffer,
         stats: slot.stats.buffer as SharedArrayBuffer,
-        irqs: this.host.irqs.sab,
         coalesced: this.coalesced,
       };
       const w = new Worker(url, { workerData: wd, name: `vcpu-${id}` });
@@ -487,17 +562,18 @@ export class Machine {
       this.kick(slot);
       return gen;
     });
-    await Promise.all(
-      this.vcpus.map(async (slot, i) => {
-        for (;;) {
-          if (!slot.worker || slot.hasExited || Atomics.load(slot.ctl, CTL_STATE) === STATE_EXITED) return;
-          const ack = Atomics.load(slot.ctl, CTL_ACK);
-          if (acked(ack, gens[i] as number)) return;
-          const r = Atomics.waitAsync(slot.ctl, CTL_ACK, ack, 100);
-          if (r.async) await r.value;
-        }
-      }),
+    const waits = this.vcpus.map((slot, i) =>
+      waitAck(slot.ctl, gens[i] as number, () => !slot.worker || !!slot.hasExited),
     );
+    const io = this.io;
+    if (io) {
+      const gen = ((Atomics.load(io.ctl, CTL_CMD) >>> 2) + 1) & GEN_MASK;
+      Atomics.store(io.ctl, CTL_CMD, cmdWord(gen, req));
+      Atomics.notify(io.ctl, CTL_CMD);
+      libc.eventfdSignal(io.controlFd);
+      waits.push(waitAck(io.ctl, gen, () => io.hasExited));
+    }
+    await Promise.all(waits);
   }
 
   /** Stop every vCPU at an instruction boundary. Devices are paused after. */
@@ -571,10 +647,16 @@ export class Machine {
           await v.exited;
         }),
       );
+      if (this.io) {
+        await this.io.worker.terminate();
+        await this.io.exited;
+      }
     } else {
       await this.request(REQ_EXIT);
+      const workers: { worker?: Worker; exited?: Promise<void> }[] = [...this.vcpus];
+      if (this.io) workers.push(this.io);
       await Promise.all(
-        this.vcpus.map((v) => {
+        workers.map((v) => {
           if (!v.worker || !v.exited) return Promise.resolve();
           // A worker stuck in device code would block teardown forever; it has
           // had its chance to exit cleanly above.
@@ -589,6 +671,13 @@ export class Machine {
   }
 
   private releaseResources(): void {
+    // The host exists unless construction failed before it.
+    const host = this.host as ThreadHost | undefined;
+    if (host) {
+      host.doorbells.close();
+      host.msiRoutes.clear();
+    }
+    if (this.io) libc.close(this.io.controlFd);
     for (const v of this.vcpus) v.fd.close();
     this.vm.close();
     this.kvm.close();

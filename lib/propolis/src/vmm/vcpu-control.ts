@@ -20,8 +20,9 @@
 // Events (guest halt/reset requests, failures) travel as postMessage: they
 // are rare and may take the slow path.
 
+import type { MessagePort } from 'node:worker_threads';
 import type { DeviceDescriptor } from '../device.js';
-import type { IrqSourceAlloc } from './irq-lines.js';
+import type { SharedHostTables } from './host.js';
 import type { Prot } from './memory.js';
 
 export const CTL_CMD = 0;
@@ -83,8 +84,6 @@ export interface VcpuWorkerData {
   memory: MemoryLayoutEntry[];
   ctl: SharedArrayBuffer;
   stats: SharedArrayBuffer;
-  /** Shared IRQ line state. */
-  irqs: SharedArrayBuffer;
   /** The coalesced-I/O ring, when ports are coalesced: its page in the kvm_run mapping and the drain lock. */
   coalesced: { pageOffset: number; lock: SharedArrayBuffer } | undefined;
 }
@@ -96,7 +95,18 @@ export interface VcpuWorkerData {
  * final device list and IRQ source table.
  */
 export type VcpuCommand =
-  { type: 'preload'; module: string } | { type: 'attach'; devices: DeviceDescriptor[]; irqAllocs: IrqSourceAlloc[] };
+  { type: 'preload'; module: string } | { type: 'attach'; devices: DeviceDescriptor[]; tables: SharedHostTables };
+
+/**
+ * The I/O thread (io-worker.ts) runs under the same control words, woken
+ * from epoll by `controlFd` (an eventfd) instead of a signal.
+ */
+export interface IoWorkerData {
+  vmFd: number;
+  memory: MemoryLayoutEntry[];
+  ctl: SharedArrayBuffer;
+  controlFd: number;
+}
 
 export type VcpuMessage =
   | { type: 'ready'; id: number; tid: number }
@@ -104,3 +114,25 @@ export type VcpuMessage =
   | { type: 'reset'; id: number; reason: string }
   | { type: 'failure'; id: number; reason: string }
   | { type: 'log'; id: number; level: 'warn' | 'error'; msg: string };
+
+/**
+ * In a worker: wait for the `attach` command (Machine.start), warming the
+ * device modules named by `preload` meanwhile. No more commands come by
+ * message after it, so the port is unref'd: the thread ends with its loop.
+ */
+export function awaitAttach(port: MessagePort): Promise<Extract<VcpuCommand, { type: 'attach' }>> {
+  return new Promise((resolve) => {
+    const onMessage = (m: VcpuCommand): void => {
+      if (m.type === 'preload') {
+        import(m.module).catch(() => {
+          // Reported properly when the device attaches.
+        });
+      } else {
+        port.off('message', onMessage);
+        port.unref();
+        resolve(m);
+      }
+    };
+    port.on('message', onMessage);
+  });
+}

@@ -31,7 +31,7 @@ import {
   STATE_EXITED,
   STATE_PAUSED,
   STATE_RUNNING,
-  type VcpuCommand,
+  awaitAttach,
   type VcpuMessage,
   type VcpuWorkerData,
 } from './vcpu-control.js';
@@ -64,22 +64,8 @@ const events: GuestEvents = {
 
 const mem = memoryFromLayout(data.memory);
 // Wait for the device list (Machine.start); meanwhile warm device modules.
-const attach = await new Promise<Extract<VcpuCommand, { type: 'attach' }>>((resolve) => {
-  const onMessage = (m: VcpuCommand): void => {
-    if (m.type === 'preload') {
-      import(m.module).catch(() => {
-        // Reported properly when the device attaches.
-      });
-    } else {
-      port.off('message', onMessage);
-      // No more commands come by message: let the thread end with its loop.
-      port.unref();
-      resolve(m);
-    }
-  };
-  port.on('message', onMessage);
-});
-const host = new ThreadHost('vcpu', id, data.vmFd, mem, events, data.irqs, attach.irqAllocs);
+const attach = await awaitAttach(port);
+const host = new ThreadHost('vcpu', id, data.vmFd, mem, events, attach.tables);
 for (const d of attach.devices) await attachFromDescriptor(d, host);
 
 const vcpu = VcpuFd.fromRaw(data.vcpuFd, id);

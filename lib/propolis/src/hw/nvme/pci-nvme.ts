@@ -46,7 +46,7 @@ import { importError, NvmeCtrlV1 } from './state.js';
 
 /** Where a backend is opened, for factories that care. */
 export interface NvmeThreadInfo {
-  thread: 'main' | 'vcpu';
+  thread: 'main' | 'vcpu' | 'io';
   vcpuId: number | undefined;
 }
 

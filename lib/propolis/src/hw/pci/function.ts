@@ -68,6 +68,11 @@ export interface PciAttachOptions {
   bars?: PciBarHandler;
   /** After a guest configuration write, with the function's lock held; must not call back into the function. */
   onConfigWrite?: (off: number, size: number) => void;
+  /**
+   * After a BAR may have moved or been (dis)abled (a guest write, reset or
+   * import), on the thread that made the change, with no lock held.
+   */
+  onDecodeChange?: () => void;
 }
 
 /** One BAR as it currently decodes. */
@@ -92,6 +97,7 @@ export class PciFunction {
   private readonly topology: PciTopology;
   private readonly bars: PciBarHandler | undefined;
   private readonly onConfigWrite: ((off: number, size: number) => void) | undefined;
+  private readonly onDecodeChange: (() => void) | undefined;
   private readonly barEnd: number;
 
   private constructor(
@@ -111,6 +117,7 @@ export class PciFunction {
         : undefined;
     this.bars = opts.bars;
     this.onConfigWrite = opts.onConfigWrite;
+    this.onDecodeChange = opts.onDecodeChange;
     this.barEnd = CFG.BAR0 + 4 * (sh.spec.headerType === 1 ? 2 : 6);
     this.topology = PciTopology.of(host);
     this.topology.add(this);
@@ -167,13 +174,17 @@ export class PciFunction {
 
   cfgWrite(off: number, size: number, value: number): void {
     if (!cfgAccessOk(off, size)) return;
+    let moved = false;
     this.lock.lock();
     try {
       const cmdBefore = this.config.command;
       const ctrlBefore = this.msix?.control ?? 0;
       this.config.write(off, size, value);
       const ov = PciConfigSpace.overlaps;
-      if (ov(off, size, CFG.COMMAND, 2) || ov(off, size, CFG.BAR0, this.barEnd - CFG.BAR0)) this.bump();
+      if (ov(off, size, CFG.COMMAND, 2) || ov(off, size, CFG.BAR0, this.barEnd - CFG.BAR0)) {
+        this.bump();
+        moved = true;
+      }
       if (this.msix && ov(off, size, this.msix.spec.capOffset + MSIX.CTRL, 2)) this.msix.controlWritten(ctrlBefore);
       const cmdAfter = this.config.command;
       if (((cmdBefore ^ cmdAfter) & COMMAND.INTX_DISABLE) !== 0 || (this.msix?.control ?? 0) !== ctrlBefore) {
@@ -183,6 +194,7 @@ export class PciFunction {
     } finally {
       this.lock.unlock();
     }
+    if (moved) this.onDecodeChange?.();
   }
 
   // ---- BARs (called by the router with `off` relative to the BAR) ----
@@ -288,6 +300,7 @@ export class PciFunction {
       this.msix?.reset();
       this.bump();
     });
+    this.onDecodeChange?.();
   }
 
   exportState(): Payload {
@@ -343,6 +356,7 @@ export class PciFunction {
       this.bump();
       this.updateIntx();
     });
+    this.onDecodeChange?.();
   }
 
   /** Take, validate and apply in one step (for devices with no other state to check first). */

@@ -300,27 +300,6 @@ export class PciVirtioNet implements MachineDevice, VirtioDevice, Lifecycle {
     this.tap = this.ownsTap ? (owned as Tap) : Tap.adopt(sh.tap);
     if (this.ownsTap) ownedTaps.delete(sh.tap.fd);
     this.transport = VirtioPciTransport.attach(sh.transport, host, this, descriptor.name);
-    this.attachRxQueue();
-  }
-
-  /**
-   * Workaround for the transport's processing loop (pci.ts `process`): it
-   * runs passes for as long as `resumeNotify` reports chains the device
-   * has not consumed, which suits queues whose every chain is work (TX,
-   * control) but spins forever on an RX queue whose buffers wait for
-   * frames. On this thread's RX queue, another pass is asked for only
-   * when the last one stopped for want of buffers with a frame waiting —
-   * then new buffers are exactly what it needs. `resumeNotify` itself still
-   * runs (it re-enables notifications and fences). To be replaced by a
-   * transport hook letting a device say it is done (reported).
-   */
-  private attachRxQueue(): void {
-    const q = this.transport.queues[NET_QUEUE.RX] as SplitQueue;
-    const resume = q.resumeNotify.bind(q);
-    q.resumeNotify = (mem: GuestMemory): boolean => {
-      const more = resume(mem);
-      return more && this.rxWantsBuffers;
-    };
   }
 
   get name(): string {
@@ -462,11 +441,13 @@ export class PciVirtioNet implements MachineDevice, VirtioDevice, Lifecycle {
     return featureConflict(features) === undefined;
   }
 
-  onQueueNotify(q: SplitQueue, mem: GuestMemory): void {
+  onQueueNotify(q: SplitQueue, mem: GuestMemory): void | 'idle' {
     switch (q.index) {
       case NET_QUEUE.RX:
         this.rxPass(q, mem);
-        return;
+        // Buffers waiting for frames are not work: another pass only when
+        // this one stopped for want of buffers with a frame waiting.
+        return this.rxWantsBuffers ? undefined : 'idle';
       case NET_QUEUE.TX:
         this.txPass(q, mem);
         return;

@@ -55,7 +55,7 @@
 // a queue lock and no transport lock) are recorded during the access and
 // carried out after the transport lock is released.
 
-import type { DeviceHost } from '../../device.js';
+import type { DeviceHost, Doorbell } from '../../device.js';
 import { MigrateError, schema, t, type Payload, type PayloadOffers } from '../../migrate.js';
 import type { AccessSize } from '../../pio.js';
 import { SharedMutex } from '../../sync/mutex.js';
@@ -100,6 +100,12 @@ export interface VirtioDeviceSpec {
   configSize: number;
   /** Offer VIRTIO_F_EVENT_IDX (default true; the seed never offers it). */
   eventIdx?: boolean;
+  /**
+   * Queue notifies ring doorbells served by the machine's I/O thread
+   * (KVM_IOEVENTFD) instead of exiting to the vCPU that wrote them (default
+   * true; ignored on hosts without an I/O thread).
+   */
+  doorbells?: boolean;
 }
 
 /** What a device type does, on every thread. */
@@ -112,9 +118,12 @@ export interface VirtioDevice {
   /**
    * Process the queue: pop available chains and push them used. Runs on
    * the thread that took the notify, with the queue's lock held (not the
-   * transport's); must not throw on any guest input.
+   * transport's); must not throw on any guest input. The transport calls
+   * again while the driver keeps adding chains, unless this returns
+   * 'idle': chains remain that the device cannot use now (an RX queue's
+   * buffers waiting for frames); it will be notified when it can.
    */
-  onQueueNotify(q: SplitQueue, mem: GuestMemory): void;
+  onQueueNotify(q: SplitQueue, mem: GuestMemory): void | 'idle';
   /** Device reset (driver wrote 0 to status, or machine reset), every lock held. */
   onReset?(): void;
 }
@@ -142,6 +151,7 @@ export interface VirtioPciShared {
   offered: bigint;
   queueSizes: number[];
   configSize: number;
+  doorbells: boolean;
   regs: SharedArrayBuffer;
   queues: SharedArrayBuffer;
 }
@@ -167,7 +177,9 @@ const T = {
   DROPPED_NOTIFIES: 13,
   NEEDS_RESET_EVENTS: 14,
   DEVICE_ERRORS: 15,
-  WORDS: 16,
+  /** Notifies that arrived as doorbells (the I/O thread), not register writes. */
+  DOORBELL_NOTIFIES: 16,
+  WORDS: 17,
 } as const;
 
 const U32 = 0xffff_ffff;
@@ -264,6 +276,8 @@ export class VirtioPciTransport implements PciBarHandler {
   // Actions recorded during a register access, run after the transport lock is released.
   private deferredNotify = -1;
   private deferredReset = false;
+  /** One per queue when notifies go through the I/O thread, else empty. */
+  private readonly doorbells: Doorbell[] = [];
 
   private constructor(
     sh: VirtioPciShared,
@@ -286,7 +300,21 @@ export class VirtioPciTransport implements PciBarHandler {
           this.needsReset(`queue ${q.index}: ${why}`),
         ),
     );
-    this.pci = PciFunction.attach(sh.pci, host, { name, bars: this });
+    this.pci = PciFunction.attach(sh.pci, host, { name, bars: this, onDecodeChange: () => this.bindDoorbells() });
+    if (sh.doorbells && host.doorbell) {
+      for (let i = 0; i < this.queues.length; i++) {
+        const db = host.doorbell(name, i);
+        if (!db) {
+          this.doorbells.length = 0;
+          break;
+        }
+        db.serve(() => {
+          this.count(T.DOORBELL_NOTIFIES);
+          this.notify(i);
+        });
+        this.doorbells.push(db);
+      }
+    }
     this.legacyRegs = new RegBlock(LEGACY.HEADER, this.legacyTable(false));
     this.legacyMsixRegs = new RegBlock(LEGACY.HEADER_MSIX, this.legacyTable(true));
     this.commonRegs = new RegBlock(COMMON.SIZE, this.commonTable());
@@ -315,6 +343,7 @@ export class VirtioPciTransport implements PciBarHandler {
       offered,
       queueSizes: [...spec.queueSizes],
       configSize: spec.configSize,
+      doorbells: spec.doorbells ?? true,
       regs: new SharedArrayBuffer(4 * T.WORDS),
       queues: SplitQueue.allocate(spec.queueSizes.length),
     };
@@ -362,9 +391,16 @@ export class VirtioPciTransport implements PciBarHandler {
   }
 
   /** Counters: notifies seen, notifies dropped (device not ready, queue not set up), reset requests, device bugs. */
-  get stats(): { notifies: number; droppedNotifies: number; needsReset: number; deviceErrors: number } {
+  get stats(): {
+    notifies: number;
+    doorbellNotifies: number;
+    droppedNotifies: number;
+    needsReset: number;
+    deviceErrors: number;
+  } {
     return {
       notifies: this.get(T.NOTIFIES),
+      doorbellNotifies: this.get(T.DOORBELL_NOTIFIES),
       droppedNotifies: this.get(T.DROPPED_NOTIFIES),
       needsReset: this.get(T.NEEDS_RESET_EVENTS),
       deviceErrors: this.get(T.DEVICE_ERRORS),
@@ -716,8 +752,9 @@ export class VirtioPciTransport implements PciBarHandler {
     const mem = this.mem;
     for (;;) {
       q.suppressNotify(mem);
-      this.device.onQueueNotify(q, mem);
-      if (q.broken || !q.resumeNotify(mem)) break;
+      const idle = this.device.onQueueNotify(q, mem) === 'idle';
+      // resumeNotify always runs on a healthy queue: it re-enables notifications.
+      if (q.broken || !q.resumeNotify(mem) || idle) break;
     }
     if (q.takeSignal(mem)) this.interruptQueue(q);
   }
@@ -745,6 +782,29 @@ export class VirtioPciTransport implements PciBarHandler {
       this.queues.forEach((_, queue) => out.push({ queue, space, addr, size: 2, datamatch: queue }));
     }
     return out;
+  }
+
+  /**
+   * Point each queue's doorbell at where its notifies land now. Called on
+   * the thread that moved a BAR (or reset/imported the function); a
+   * notify that still exits (a doorbell the kernel refused, a driver
+   * writing another width) is handled by `notify` as before.
+   */
+  private bindDoorbells(): void {
+    if (this.doorbells.length === 0) return;
+    const all = this.notifyBindings();
+    this.doorbells.forEach((db, q) =>
+      db.bind(
+        all
+          .filter((b) => b.queue === q)
+          .map((b) => ({ space: b.space, addr: b.addr, size: b.size, datamatch: b.datamatch })),
+      ),
+    );
+  }
+
+  /** Whether queue notifies are served by the I/O thread (doorbells allocated). */
+  get usesDoorbells(): boolean {
+    return this.doorbells.length > 0;
   }
 
   // ---- BAR accesses (any vCPU thread) ----
