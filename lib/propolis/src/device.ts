@@ -90,6 +90,12 @@ export interface DeviceHost {
    * thread (test hosts): the device then handles doorbell writes as exits.
    */
   doorbell?(owner: string, index: number): Doorbell | undefined;
+  /**
+   * Run `fn` when this thread's device instances are discarded (a worker
+   * thread ending: files it opened are closed here). Not called on the
+   * main thread, whose instances end with `halt()`.
+   */
+  atThreadExit?(fn: () => void): void;
 }
 
 export interface DeviceDescriptor {

@@ -105,6 +105,23 @@ export class ThreadHost implements DeviceHost {
     return this.doorbells.doorbell(owner, index);
   }
 
+  private readonly exitHooks: (() => void)[] = [];
+
+  atThreadExit(fn: () => void): void {
+    if (this.thread !== 'main') this.exitHooks.push(fn);
+  }
+
+  /** The worker is ending: run the devices' exit hooks (each at most once; failures are ignored). */
+  runExitHooks(): void {
+    for (const fn of this.exitHooks.splice(0)) {
+      try {
+        fn();
+      } catch {
+        // The thread is going away; nothing more can be done.
+      }
+    }
+  }
+
   singleton<T>(key: string, create: () => T): T {
     if (!this.singletons.has(key)) this.singletons.set(key, create());
     return this.singletons.get(key) as T;

@@ -145,6 +145,7 @@ try {
   post({ type: 'failure', id: IO_THREAD_ID, reason: `I/O thread failed: ${(e as Error)?.message ?? String(e)}` });
 } finally {
   libc.close(ep);
+  host.runExitHooks();
   Atomics.store(ctl, CTL_STATE, STATE_EXITED);
   Atomics.notify(ctl, CTL_ACK);
 }

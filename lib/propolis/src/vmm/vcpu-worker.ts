@@ -268,6 +268,7 @@ try {
 } catch (e) {
   post({ type: 'failure', id, reason: `vCPU ${id} thread failed: ${(e as Error)?.message ?? String(e)}` });
 } finally {
+  host.runExitHooks();
   stats[STAT.unclaimedPio] = pio.unhandledReads + pio.unhandledWrites;
   stats[STAT.unclaimedMmio] = mmio.unhandledReads + mmio.unhandledWrites;
   // Waiters check STATE before ACK, so an exited worker releases every request.

@@ -122,6 +122,7 @@ export class PciNvme implements MachineDevice, PciBarHandler, Lifecycle {
       throw e;
     }
     this.pci = pci;
+    host.atThreadExit?.(() => this.block.close());
     this.controller = new NvmeController(sh.state, sh.identity, {
       mem: host.mem,
       block: this.block,
