@@ -52,7 +52,7 @@ const HANDOFF = 'No bootable device';
 const FIRMWARE = 'usr/share/seabios/bios-256k.bin';
 
 const HANDOFF_NOTE =
-  'no disk is attached yet (disk devices arrive in a later issue), so the hand-off is SeaBIOS giving up: "No bootable device."';
+  'no disk is attached, so the hand-off is SeaBIOS giving up: "No bootable device." (the block section below times disks)';
 
 // ---- running a child against the clock ----
 
