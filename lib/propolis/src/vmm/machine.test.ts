@@ -174,6 +174,33 @@ describe('Machine with the first guest', () => {
     }
   });
 
+  it('injects an NMI into a running vCPU: the guest leaves its loop through the real-mode vector 2', async () => {
+    // A 4 KiB bootrom whose reset vector is `jmp $`: the vCPU spins at CS base 0xFFFF_0000 until the
+    // NMI sends it through IVT entry 2, which (RAM is zero) is 0000:0000.
+    const rom = new Uint8Array(4096).fill(0xf4);
+    rom.set([0xeb, 0xfe], 4096 - 16);
+    const machine = Machine.create({ name: 'nmi', cpus: 1, memoryMiB: 4, bootrom: rom });
+    const csBase = (): bigint => {
+      const seg = machine.exportVcpus()[0]!.payloads.find((p) => p.kind === 'kvm-x86-vcpu-segregs')!;
+      return BigInt((seg.data as { bases: (string | bigint)[] }).bases[0]!);
+    };
+    try {
+      await assert.rejects(machine.injectNmi(0), /started machine/);
+      await machine.start();
+      await new Promise((r) => setTimeout(r, 50));
+      await machine.pause();
+      assert.equal(csBase(), 0xffff_0000n, 'spinning in the ROM before the NMI');
+      await machine.resume();
+      await machine.injectNmi(0);
+      await new Promise((r) => setTimeout(r, 50));
+      await machine.pause();
+      assert.equal(csBase(), 0n, 'the NMI moved it to the vector in low RAM');
+      await assert.rejects(machine.injectNmi(1), /no vCPU 1/);
+    } finally {
+      await machine.destroy();
+    }
+  });
+
   it('survives a guest that reads and writes every I/O port', async () => {
     // Real mode at the reset vector: for dx in 0..0xffff (but 0x501):
     // in al,dx; mov al,0xa5; out dx,al. Then debug-exit with 0x2a.

@@ -51,6 +51,7 @@ import { Prot, type GuestMemory } from './memory.js';
 import {
   CTL_ACK,
   CTL_CMD,
+  CTL_NMI,
   CTL_STATE,
   CTL_WORDS,
   GEN_MASK,
@@ -574,6 +575,22 @@ export class Machine {
       waits.push(waitAck(io.ctl, gen, () => io.hasExited));
     }
     await Promise.all(waits);
+  }
+
+  /**
+   * Send an NMI to a vCPU (the API's "inject NMI" goes to vCPU 0). It is
+   * queued for the vCPU's thread, which injects it before it next enters
+   * the guest: at once if the vCPU is running (it is kicked), at resume if
+   * the machine is paused. NMIs requested while one is queued merge, as
+   * they do on hardware.
+   */
+  injectNmi(vcpu = 0): Promise<void> {
+    const slot = this.vcpus[vcpu];
+    if (!slot) return Promise.reject(new MachineConfigError(`no vCPU ${vcpu} (the machine has ${this.vcpus.length})`));
+    if (!this.started || this.destroyed) return Promise.reject(new Error('an NMI needs a started machine'));
+    Atomics.store(slot.ctl, CTL_NMI, 1);
+    this.kick(slot);
+    return Promise.resolve();
   }
 
   /** Stop every vCPU at an instruction boundary. Devices are paused after. */

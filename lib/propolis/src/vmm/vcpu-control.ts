@@ -28,6 +28,8 @@ import type { Prot } from './memory.js';
 export const CTL_CMD = 0;
 export const CTL_STATE = 1;
 export const CTL_ACK = 2;
+/** Non-zero: an NMI is waiting to be injected (the worker issues KVM_NMI before its next KVM_RUN). */
+export const CTL_NMI = 3;
 export const CTL_WORDS = 4;
 
 export const REQ_RUN = 0;

@@ -24,6 +24,7 @@ import { memoryFromLayout, ThreadHost } from './host.js';
 import {
   CTL_ACK,
   CTL_CMD,
+  CTL_NMI,
   CTL_STATE,
   REQ_EXIT,
   REQ_RUN,
@@ -188,6 +189,8 @@ function loop(): void {
     if (parkRequested || Atomics.load(ctl, CTL_CMD) !== runningCmd) {
       if (!waitForRun()) return;
     }
+    // KVM_NMI is a vCPU ioctl: only this thread may issue it without waiting for KVM_RUN to end.
+    if (Atomics.load(ctl, CTL_NMI) !== 0 && Atomics.exchange(ctl, CTL_NMI, 0) !== 0) injectNmi();
     const r = vcpu.run();
     // Writes the kernel queued instead of exiting happened before this exit.
     if (coalesced?.pending) coalesced.drain();
@@ -250,6 +253,14 @@ function loop(): void {
       default:
         assertNever(exit);
     }
+  }
+}
+
+function injectNmi(): void {
+  try {
+    vcpu.nmi();
+  } catch (e) {
+    post({ type: 'log', id, level: 'warn', msg: `NMI not injected: ${(e as Error).message}` });
   }
 }
 
