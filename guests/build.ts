@@ -65,6 +65,7 @@ interface Guest {
 
 const GUESTS: readonly Guest[] = [
   { name: 'hello', sources: ['hello.S', 'boot64.S'] },
+  { name: 'flood', sources: ['flood.S', 'boot64.S'] },
   { name: 'smp', sources: ['smp.S', 'boot64.S'] },
   { name: 'pio-bench', sources: ['pio-bench.S'] },
   { name: 'blkbench', sources: ['blkbench.S', 'boot64.S'] },
