@@ -118,6 +118,18 @@ export const DIFFERENCES: readonly Difference[] = [
     why: 'The original has no handler for such versions; saying so is clearer than a bare routing error.',
   },
   {
+    where: 'GET /instance/state-monitor',
+    what:
+      'The generation may also be given as the query parameter `gen` (`?gen=3`) when the request has no body; ' +
+      'the JSON body `{"gen": N}` of the original works as before.',
+    why: "Browsers' fetch cannot send a body with a GET, and propolis-client must run in browsers.",
+  },
+  {
+    where: 'websocket upgrades (GET /instance/serial)',
+    what: 'A request without the api-version header is taken as the current version; a bad header is still refused.',
+    why: "Browsers' WebSocket cannot set request headers.",
+  },
+  {
     where: 'the document: info, descriptions and summaries',
     what: 'Written anew for this project; no contact block. Paths, operations, parameters and schemas agree.',
     why: 'Descriptions are prose about the implementation, not part of the API contract.',

@@ -84,6 +84,8 @@ export interface PcDisk {
   /** `bus.device.function`. */
   pciPath: string;
   backend: BackendDescriptor;
+  /** NVMe serial number (20 bytes, space-padded if shorter); default the device key, as the seed's TOML does. */
+  serial?: string | Uint8Array;
 }
 
 /** CPU identification for SMBIOS type 4, from the CPUID the vCPUs see. */
@@ -195,7 +197,7 @@ export class PcPlatform {
           d.name,
           m.addDevice(
             PciNvme,
-            PciNvme.describe({ name: d.name, pciPath: d.pciPath, serial: d.name, backend: d.backend }),
+            PciNvme.describe({ name: d.name, pciPath: d.pciPath, serial: d.serial ?? d.name, backend: d.backend }),
           ),
         );
       } else {
