@@ -21,6 +21,10 @@
 //    requests/s for 4 KiB random reads and 1 MiB sequential reads and
 //    writes, as ratios (bench/blk-bench.ts). A failure is reported like
 //    section 3's.
+// 5. propolis-server's API latency (p50/p99/max of GET /instance) while its
+//    guest floods the serial console, against the same server quiet, in
+//    the same run (bench/api-latency.ts). A failure is reported like
+//    section 3's.
 //
 // Prints a table and writes the numbers to .cache/bench/last.json. Nothing
 // here asserts on a time: the target is printed next to the result.
@@ -32,6 +36,7 @@ import { join } from 'node:path';
 import { Kvm } from '../lib/kvm/src/index.js';
 import { QemuDebugExit } from '../lib/propolis/src/hw/qemu/debug-exit.js';
 import { Machine, type ExitStats, type MachineEvent } from '../lib/propolis/src/vmm/machine.js';
+import { ApiBenchError, apiLatency, type ApiLatencySection } from './api-latency.js';
 import { BlkBenchError, blkBench, type BlkSection } from './blk-bench.js';
 import { startAndWait } from './guest-run.js';
 import { PioBenchDevice } from './pio-bench-device.js';
@@ -208,6 +213,15 @@ async function main(): Promise<number> {
     blk = { error: e.message };
   }
 
+  // ---- 5. API latency under a serial flood ----
+  let api: ApiLatencySection | { error: string };
+  try {
+    api = await apiLatency(root, (msg) => process.stderr.write(msg));
+  } catch (e) {
+    if (!(e instanceof ApiBenchError)) throw e;
+    api = { error: e.message };
+  }
+
   // ---- report ----
   const s = stats!;
   const lines = [
@@ -228,6 +242,7 @@ async function main(): Promise<number> {
     `  (guest mappings found by ${one.guestBy === 'layout' ? "the Machine's layout" : 'size and kind'}: ${one.guestMappings.length})`,
     ...('error' in seabios ? [`SeaBIOS boot vs QEMU: FAILED: ${seabios.error}`] : seabios.lines),
     ...('error' in blk ? [`block throughput vs QEMU: FAILED: ${blk.error}`] : blk.lines),
+    ...('error' in api ? [`API latency under a serial flood: FAILED: ${api.error}`] : api.lines),
   ];
   process.stdout.write(`${lines.join('\n')}\n`);
 
@@ -258,10 +273,11 @@ async function main(): Promise<number> {
     },
     seabios: 'error' in seabios ? seabios : seabios.json,
     block: 'error' in blk ? blk : blk.json,
+    api: 'error' in api ? api : api.json,
   };
   writeFileSync(join(cacheDir, 'last.json'), `${JSON.stringify(json, null, 2)}\n`);
   process.stderr.write(`bench: done in ${f1(json.durationS)} s; numbers in .cache/bench/last.json\n`);
-  return 'error' in seabios || 'error' in blk ? 1 : 0;
+  return 'error' in seabios || 'error' in blk || 'error' in api ? 1 : 0;
 }
 
 main().then(

@@ -143,6 +143,8 @@ export class SerialConsole implements AsyncIterable<Uint8Array> {
   async readUntil(pattern: RegExp, timeoutMs = 30_000): Promise<string> {
     let text = '';
     const decoder = new TextDecoder('latin1');
+    // A global or sticky pattern would carry lastIndex from one test to the next.
+    const re = new RegExp(pattern.source, pattern.flags.replace(/[gy]/g, ''));
     return new Promise<string>((resolve, reject) => {
       const t = setTimeout(
         () => reject(new Error(`serial: no ${pattern} within ${timeoutMs} ms; got: ${text}`)),
@@ -150,7 +152,7 @@ export class SerialConsole implements AsyncIterable<Uint8Array> {
       );
       const check = (b: Uint8Array): void => {
         text += decoder.decode(b);
-        if (pattern.test(text)) {
+        if (re.test(text)) {
           clearTimeout(t);
           resolve(text);
         }
@@ -159,7 +161,7 @@ export class SerialConsole implements AsyncIterable<Uint8Array> {
       this.onData(check);
       void this.closed.then(() => {
         clearTimeout(t);
-        if (!pattern.test(text)) reject(new Error(`serial: closed before ${pattern}; got: ${text}`));
+        if (!re.test(text)) reject(new Error(`serial: closed before ${pattern}; got: ${text}`));
       });
     });
   }
