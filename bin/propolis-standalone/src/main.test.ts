@@ -276,6 +276,18 @@ describe('propolis-standalone', () => {
       ],
       /cpuid profile p: leaf 0x40000000 is outside/,
     ],
+    [
+      // Checked by the instance-spec rules the server applies too (platform/from-spec.ts): one code path.
+      'a boot disk off PCI bus 0',
+      () => [
+        config(
+          `[main]\nname="x"\ncpus=1\nmemory=32\nbootrom="${guestRomPath('hello')}"\nboot_order=["d0"]\n` +
+            `[block_dev.a]\ntype="file"\npath="${img('diskread-small.img')}"\n` +
+            `[dev.d0]\ndriver="pci-virtio-block"\nblock_dev="a"\npci-path="1.4.0"\n`,
+        ),
+      ],
+      /boot disk "d0" must be on PCI bus 0 \(it is on bus 1\)/,
+    ],
     ['an unknown flag', () => ['--frobnicate'], /Unknown option '--frobnicate'[\s\S]*usage: propolis-standalone/],
   ];
   for (const [what, args, re, env] of errors) {

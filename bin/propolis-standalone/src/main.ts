@@ -24,6 +24,8 @@ import { InMemoryBackend } from '../../../lib/propolis/src/block/in-memory.js';
 import type { BackendDescriptor } from '../../../lib/propolis/src/block/types.js';
 import { PciPathError } from '../../../lib/propolis/src/hw/pci/path.js';
 import { PcConfigError, PcPlatform } from '../../../lib/propolis/src/platform/pc.js';
+import { InstanceSpecError } from '../../../lib/propolis/src/platform/from-spec.js';
+import { standalonePcConfig } from './spec.js';
 import { MachineConfigError, type MachineEvent } from '../../../lib/propolis/src/vmm/machine.js';
 import { ConfigError, loadConfig, type StandaloneConfig } from './config.js';
 import { ConsoleError, SerialConsole } from './console.js';
@@ -93,50 +95,14 @@ function backends(cfg: StandaloneConfig): Map<string, BackendDescriptor> {
 }
 
 function build(cfg: StandaloneConfig): Promise<PcPlatform> {
-  const pvpanic = cfg.devices.find((d) => d.driver === 'qemu-pvpanic');
-  const descs = backends(cfg);
-  const disks = cfg.devices.flatMap((d) =>
-    d.driver === 'pci-virtio-block' || d.driver === 'pci-nvme'
-      ? [
-          {
-            name: d.name,
-            driver: d.driver === 'pci-nvme' ? ('nvme' as const) : ('virtio' as const),
-            pciPath: d.pciPath,
-            backend: descs.get(d.blockDev) as BackendDescriptor,
-          },
-        ]
-      : [],
+  // The same path as propolis-server: configuration → instance spec → PcConfig (spec.ts).
+  return PcPlatform.create(
+    standalonePcConfig(cfg, backends(cfg), {
+      bootrom: readBootrom(cfg.main.bootrom),
+      // For tests and unusual hosts: where to find the KVM device.
+      kvmPath: process.env['PROPOLIS_KVM_DEVICE'] ?? '/dev/kvm',
+    }),
   );
-  return PcPlatform.create({
-    name: cfg.main.name,
-    cpus: cfg.main.cpus,
-    memoryMiB: cfg.main.memory,
-    bootrom: readBootrom(cfg.main.bootrom),
-    // For tests and unusual hosts: where to find the KVM device.
-    kvmPath: process.env['PROPOLIS_KVM_DEVICE'] ?? '/dev/kvm',
-    ...(cfg.main.bootromVersion === undefined ? {} : { bootromVersion: cfg.main.bootromVersion }),
-    ...(cfg.cpuid ? { cpuid: cfg.cpuid } : {}),
-    ...(pvpanic ? { pvpanic: { enableIsa: pvpanic.enableIsa } } : {}),
-    standalone: true,
-    disks,
-    nics: cfg.devices.flatMap((d) =>
-      d.driver === 'pci-virtio-viona'
-        ? [
-            {
-              name: d.name,
-              pciPath: d.pciPath,
-              vnic: d.vnic,
-              ...(d.rxQueueSize === undefined ? {} : { rxQueueSize: d.rxQueueSize }),
-              ...(d.txQueueSize === undefined ? {} : { txQueueSize: d.txQueueSize }),
-            },
-          ]
-        : [],
-    ),
-    ...(cfg.main.bootOrder ? { bootOrder: cfg.main.bootOrder } : {}),
-    debugExits: cfg.devices.flatMap((d) =>
-      d.driver === 'qemu-isa-debug-exit' ? [{ name: d.name, port: d.iobase, size: d.iosize }] : [],
-    ),
-  });
 }
 
 async function main(argv: string[]): Promise<number> {
@@ -241,6 +207,7 @@ function isOperatorError(e: unknown): e is Error {
     e instanceof FwCfgConfigError ||
     e instanceof BlockBackendError ||
     e instanceof PcConfigError ||
+    e instanceof InstanceSpecError ||
     e instanceof PciPathError
   );
 }

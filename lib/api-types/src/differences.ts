@@ -130,6 +130,63 @@ export const DIFFERENCES: readonly Difference[] = [
     why: "Browsers' WebSocket cannot set request headers.",
   },
   {
+    where:
+      'PUT /instance with virtio_socket, pci_pci_bridge or migration_failure_injector components, or a hyper_v guest interface',
+    what: 'Refused with 400 naming the component ("… is not available on this host").',
+    why: 'Not built yet on this VMM (no vsock host side, no bridge device model, no Hyper-V enlightenments).',
+  },
+  {
+    where: 'live migration: init.method = MigrationTarget, GET /instance/migrate/{migration_id}/start',
+    what: 'Answered 501 "live migration is not implemented yet"; GET /instance/migration-status answers as the original.',
+    why: 'Migration comes in a later issue; a clear refusal beats a hang.',
+  },
+  {
+    where: 'PUT /instance when the VM cannot be created',
+    what: '500 with error_code "CreateFailed" and the reason in the message; the instance then reports Failed.',
+    why: 'The original hides the reason behind "Internal Server Error"; an operator needs it (a missing image file).',
+  },
+  {
+    where: 'POST /instance/nmi before the VM first started',
+    what: '409 with error_code "InstanceNotRunning".',
+    why: 'There is no running vCPU to take it; the original would queue it into a VM that has not started.',
+  },
+  {
+    where: 'a guest failure (emulation failure, KVM internal error)',
+    what: 'The VM halts to Failed through the usual rundown; the server keeps serving.',
+    why: 'The original aborts the server process; one bad guest should not take the API down.',
+  },
+  {
+    where: 'serial ports and the console',
+    what:
+      'COM1–COM4 always exist on the platform and GET /instance/serial serves COM1 whether or not the spec ' +
+      'lists it; firmware debug-port output is logged at trace level instead of written to debug.out.',
+    why: 'The original panics without com1; a server process should not write files into its working directory.',
+  },
+  {
+    where: 'api-version 1.0.0 to 4.x',
+    what: 'Served with the 5.0.0 shapes (no V0 spec wrapping for v1, vsock kept, disk status as volume_info).',
+    why: 'Nothing here needs the older shapes yet: vsock and Crucible are not offered, so they differ in no field.',
+  },
+  {
+    where: 'routing of every request',
+    what: 'An unknown path (404) or method (405) is answered before the api-version header is checked.',
+    why: 'Naming the real problem first.',
+  },
+  {
+    where: 'serial websocket clients',
+    what:
+      'A replay that starts in evicted history resumes at the oldest byte still held; a client more than ' +
+      '4 MiB behind is closed with 1013; input from one client is capped at 4 KiB in flight.',
+    why: 'A slow or stuck client must never stall the guest or the other clients.',
+  },
+  {
+    where: 'metrics and VNC',
+    what:
+      'Prometheus text at GET /metrics and on --metric-addr IP:PORT (`dns` refused) instead of Oximeter; the VNC ' +
+      'address is accepted and logged as unavailable.',
+    why: 'Oximeter and the VNC server are Oxide-rack pieces; Prometheus is what a Linux host scrapes.',
+  },
+  {
     where: 'the document: info, descriptions and summaries',
     what: 'Written anew for this project; no contact block. Paths, operations, parameters and schemas agree.',
     why: 'Descriptions are prose about the implementation, not part of the API contract.',
