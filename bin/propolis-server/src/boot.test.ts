@@ -120,6 +120,17 @@ describe('propolis-server booting SeaBIOS from a virtio disk', () => {
     assert.match(r.text, /propolis_instance_reboots_total 1/);
     const blk = /propolis_block_requests_total\{device="disk0"\} (\d+)/.exec(r.text);
     assert.ok(blk && Number(blk[1]) > 0, 'virtio-block requests counted');
+    // The guest read its 1 MiB twice (two boots), plus SeaBIOS's own reads of the boot sector.
+    const bytes = /propolis_block_bytes_total\{device="disk0",op="read"\} (\d+)/.exec(r.text);
+    assert.ok(bytes && Number(bytes[1]) >= 2 * 1024 * 1024, `bytes read counted: ${bytes?.[1]}`);
+    // The text format: every family's samples follow its own HELP/TYPE lines, each family once.
+    const types = [...r.text.matchAll(/^# TYPE (\S+)/gm)].map((m) => m[1]);
+    assert.equal(new Set(types).size, types.length, 'each family declared once');
+    let family = '';
+    for (const line of r.text.trim().split('\n')) {
+      if (line.startsWith('# TYPE ')) family = line.split(' ')[2]!;
+      else if (!line.startsWith('#')) assert.ok(line.startsWith(family), `${line} outside its family ${family}`);
+    }
     const io = /propolis_vcpu_exits_total\{vcpu="0",kind="io"\} (\d+)/.exec(r.text);
     assert.ok(io && Number(io[1]) > 0, 'port I/O exits counted');
 

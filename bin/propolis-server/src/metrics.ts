@@ -42,26 +42,29 @@ function snake(s: string): string {
   return s.replace(/[A-Z]/g, (c) => `_${c.toLowerCase()}`);
 }
 
-/** One exposition document, metric family by family. */
+/**
+ * One exposition document, metric family by family: the samples of a family
+ * are kept together under its HELP/TYPE lines whatever order they are added
+ * in (several devices add to the same families), as the text format requires.
+ */
 class Exposition {
-  private readonly lines: string[] = [];
-  private readonly declared = new Set<string>();
+  private readonly families = new Map<string, string[]>();
 
   family(name: string, type: 'counter' | 'gauge', help: string): void {
-    if (this.declared.has(name)) return;
-    this.declared.add(name);
-    this.lines.push(`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`);
+    if (!this.families.has(name)) this.families.set(name, [`# HELP ${name} ${help}`, `# TYPE ${name} ${type}`]);
   }
 
   sample(name: string, labels: Labels, value: number): void {
     const l = Object.entries(labels)
       .map(([k, v]) => `${k}="${escapeLabel(String(v))}"`)
       .join(',');
-    this.lines.push(`${name}${l ? `{${l}}` : ''} ${Number.isFinite(value) ? value : 0}`);
+    const lines = this.families.get(name);
+    if (!lines) throw new Error(`metric ${name} sampled before its family was declared`);
+    lines.push(`${name}${l ? `{${l}}` : ''} ${Number.isFinite(value) ? value : 0}`);
   }
 
   text(): string {
-    return `${this.lines.join('\n')}\n`;
+    return `${[...this.families.values()].flat().join('\n')}\n`;
   }
 }
 
@@ -116,6 +119,12 @@ export class Metrics {
       });
 
       for (const [name, dev] of pc.disks) {
+        const io = (dev as { ioStats?: { readBytes: number; writeBytes: number } }).ioStats;
+        if (io) {
+          x.family('propolis_block_bytes_total', 'counter', 'Bytes read and written by the guest, by device.');
+          x.sample('propolis_block_bytes_total', { device: name, op: 'read' }, io.readBytes);
+          x.sample('propolis_block_bytes_total', { device: name, op: 'write' }, io.writeBytes);
+        }
         const stats = (dev as { stats?: BlockStats }).stats;
         if (stats) {
           x.family('propolis_block_requests_total', 'counter', 'Block requests the guest submitted, by device.');

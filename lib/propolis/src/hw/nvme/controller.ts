@@ -95,6 +95,8 @@ export interface NvmeEnv {
   notify(v: number): void;
   /** The pin-based interrupt request. */
   setIntx(level: boolean): void;
+  /** A read or write of `bytes` completed successfully (I/O accounting). */
+  countIo?(write: boolean, bytes: number): void;
 }
 
 const TWO32 = 0x1_0000_0000;
@@ -946,8 +948,13 @@ export class NvmeController {
     const st = this.mapData(bytes, write ? Prot.Read : Prot.Write);
     if (st !== 0) return st;
     const segs = this.prp.segments;
-    if (!write) return this.blockStatus(this.env.block.read(slba * bs, segs), false);
+    if (!write) {
+      const rs = this.blockStatus(this.env.block.read(slba * bs, segs), false);
+      if (rs === 0) this.env.countIo?.(false, bytes);
+      return rs;
+    }
     const r = this.blockStatus(this.env.block.write(slba * bs, segs), true);
+    if (r === 0) this.env.countIo?.(true, bytes);
     // Force Unit Access, or the write cache turned off: durable before completion.
     if (r === 0 && ((c[SQE.CDW12]! & RW_FUA) !== 0 || this.get(W.WCE) === 0)) {
       return this.blockStatus(this.env.block.flush(), true);

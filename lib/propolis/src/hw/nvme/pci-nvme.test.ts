@@ -258,6 +258,8 @@ describe('pci-nvme: I/O', () => {
       slba += nlb;
     });
     assert.equal(bed.disk.violations, 0);
+    // Every block went out once and came back once.
+    assert.deepEqual(bed.dev.ioStats, { readBytes: slba * 512, writeBytes: slba * 512 });
   });
 
   it('follows a chained PRP list', () => {

@@ -73,6 +73,8 @@ interface NvmeShared {
   state: SharedArrayBuffer;
   identity: NvmeIdentity;
   backend: BackendRef;
+  /** Bytes read and written (BigInt64: [read, write]). */
+  ioBytes: SharedArrayBuffer;
 }
 
 export class PciNvmeConfigError extends Error {
@@ -113,6 +115,7 @@ export class PciNvme implements MachineDevice, PciBarHandler, Lifecycle {
     host: DeviceHost,
   ) {
     const sh = descriptor.shared as NvmeShared;
+    this.ioBytes = new BigInt64Array(sh.ioBytes);
     this.block = openBlock(descriptor.name, sh.backend, { thread: host.thread, vcpuId: host.vcpuId });
     let pci: PciFunction;
     try {
@@ -130,7 +133,15 @@ export class PciNvme implements MachineDevice, PciBarHandler, Lifecycle {
       msixEnabled: () => pci.msixEnabled,
       notify: (v) => void pci.notify(v),
       setIntx: (level) => pci.setIntx(level),
+      countIo: (write, bytes) => void Atomics.add(this.ioBytes, write ? 1 : 0, BigInt(bytes)),
     });
+  }
+
+  private readonly ioBytes: BigInt64Array;
+
+  /** Bytes the guest read and wrote through this controller. */
+  get ioStats(): { readBytes: number; writeBytes: number } {
+    return { readBytes: Number(Atomics.load(this.ioBytes, 0)), writeBytes: Number(Atomics.load(this.ioBytes, 1)) };
   }
 
   get name(): string {
@@ -166,6 +177,7 @@ export class PciNvme implements MachineDevice, PciBarHandler, Lifecycle {
       state: NvmeController.createState(),
       identity,
       backend,
+      ioBytes: new SharedArrayBuffer(16),
     };
     return { module: import.meta.url, export: 'PciNvme', name: cfg.name, shared };
   }

@@ -886,6 +886,7 @@ describe('virtio-block: request merging', () => {
     assert.deepEqual(s.target.calls, ['read 8192 4096'], 'one call for the whole run');
     assert.equal(s.dev.stats.merged, 7);
     assert.equal(s.dev.stats.requests, 8);
+    assert.deepEqual(s.dev.ioStats, { readBytes: 4096, writeBytes: 0 });
   });
 
   it('breaks runs at a gap, a change of direction and a flush, keeping their order', () => {
@@ -925,5 +926,6 @@ describe('virtio-block: request merging', () => {
     assert.equal(used.filter((u) => u.len === 0).length, 1, 'the failed read reports no data written');
     assert.equal(s.dev.stats.ioerr, 1);
     assert.equal(s.dev.stats.merged, 0);
+    assert.deepEqual(s.dev.ioStats, { readBytes: 3 * 512, writeBytes: 0 }, 'only what succeeded is counted');
   });
 });

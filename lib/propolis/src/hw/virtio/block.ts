@@ -172,6 +172,8 @@ interface BlockShared {
   id: Uint8Array;
   /** Counters (see STAT). */
   stats: SharedArrayBuffer;
+  /** Bytes read and written successfully (BigInt64: [read, write]). */
+  ioBytes: SharedArrayBuffer;
 }
 
 const STAT = {
@@ -247,6 +249,7 @@ export class PciVirtioBlock implements MachineDevice, VirtioDevice, Lifecycle {
   private readonly sh: BlockShared;
   private readonly cfg: Uint8Array;
   private readonly stat: Int32Array;
+  private readonly ioBytes: BigInt64Array;
   private target: BlockTarget | undefined;
   private openTried = false;
   // Per-thread scratch: requests allocate only the views of guest memory they hand to the target.
@@ -272,6 +275,7 @@ export class PciVirtioBlock implements MachineDevice, VirtioDevice, Lifecycle {
     this.sh = descriptor.shared as BlockShared;
     this.cfg = new Uint8Array(this.sh.config);
     this.stat = new Int32Array(this.sh.stats);
+    this.ioBytes = new BigInt64Array(this.sh.ioBytes);
     if (target) {
       this.target = target;
       this.openTried = true;
@@ -337,6 +341,7 @@ export class PciVirtioBlock implements MachineDevice, VirtioDevice, Lifecycle {
       capacityBytes,
       id,
       stats: new SharedArrayBuffer(4 * STAT.WORDS),
+      ioBytes: new SharedArrayBuffer(16),
     };
     return { module: import.meta.url, export: 'PciVirtioBlockLoader', name, shared };
   }
@@ -494,7 +499,18 @@ export class PciVirtioBlock implements MachineDevice, VirtioDevice, Lifecycle {
 
   private rw(write: boolean, off: number, bufs: Uint8Array[]): number {
     Atomics.add(this.stat, STAT.CALLS, 1);
-    return this.call((t) => (write ? t.write(off, bufs) : t.read(off, bufs)));
+    const st = this.call((t) => (write ? t.write(off, bufs) : t.read(off, bufs)));
+    if (st === VIRTIO_BLK_S.OK) {
+      let n = 0;
+      for (const b of bufs) n += b.length;
+      Atomics.add(this.ioBytes, write ? 1 : 0, BigInt(n));
+    }
+    return st;
+  }
+
+  /** Bytes the guest read and wrote through this device. */
+  get ioStats(): { readBytes: number; writeBytes: number } {
+    return { readBytes: Number(Atomics.load(this.ioBytes, 0)), writeBytes: Number(Atomics.load(this.ioBytes, 1)) };
   }
 
   // ---- requests ----
