@@ -9,6 +9,7 @@
 // real server is driven in e2e.test.ts.
 
 import assert from 'node:assert/strict';
+import { spawnSync } from 'node:child_process';
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -17,7 +18,9 @@ import { join } from 'node:path';
 import { PassThrough } from 'node:stream';
 import { after, before, describe, it } from 'node:test';
 import { WebSocketServer } from 'ws';
-import type { InstanceEnsureRequest } from '../../../lib/api-types/src/index.js';
+import type { Component, InstanceEnsureRequest } from '../../../lib/api-types/src/index.js';
+import { buildCidata } from '../../../lib/propolis/src/block/cidata.js';
+import { debianFile } from '../../../lib/propolis/src/testing/debian.js';
 import { runCli } from './cli.js';
 
 interface Run {
@@ -149,7 +152,6 @@ describe('without a server', () => {
       ['migrate', '10.0.0.2'],
       ['vcr', '-d', 'disk0', '--vcr-replace', 'x.json'],
       ['new', 'vm', '--crucible-disks', 'disks.json'],
-      ['new', 'vm', '--cloud-init', 'ci.iso'],
     ]) {
       const r = await cli(['-s', '127.0.0.1', '-p', '1', ...argv]);
       assert.equal(r.code, 4, argv.join(' '));
@@ -271,6 +273,130 @@ describe('against a fake server', () => {
     });
     const human = await cli([...S, 'new', 'vm0', '-t', toml, '-u', PROPS.id]);
     assert.equal(human.stdout, `created instance "vm0" (id ${PROPS.id})\n`);
+  });
+
+  describe('new --cloud-init', () => {
+    /** The spec of the one ensure request the fake server saw. */
+    async function ensured(argv: string[]): Promise<Record<string, Component>> {
+      requests.length = 0;
+      handler = (_q, _b, res) => json(res, 201, { migrate: null });
+      const r = await cli([...S, 'new', ...argv]);
+      assert.equal(r.code, 0, r.stderr);
+      assert.equal(requests.length, 1);
+      const body = JSON.parse(requests[0]!.body) as InstanceEnsureRequest;
+      assert.ok(body.init.method === 'Spec');
+      return body.init.value.spec.components;
+    }
+
+    /** The blob behind the `cloud-init` disk, written to a file for mtools. */
+    function volumeOf(components: Record<string, Component>): { image: Uint8Array; file: string } {
+      assert.deepEqual(components['cloud-init'], {
+        type: 'virtio_disk',
+        component: { backend_id: 'cloud-init-backend', pci_path: { bus: 0, device: 24, function: 0 } },
+      });
+      const b = components['cloud-init-backend'];
+      assert.ok(b?.type === 'blob_storage_backend', JSON.stringify(b));
+      assert.equal(b.component.readonly, true);
+      const image = new Uint8Array(Buffer.from(b.component.base64, 'base64'));
+      const file = join(dir, `ci-${requests.length}-${Date.now()}.img`);
+      writeFileSync(file, image);
+      return { image, file };
+    }
+
+    function mtool(tool: 'mdir' | 'mtype', args: string[]): Buffer {
+      const r = spawnSync(debianFile('mtools', `usr/bin/${tool}`), args, {
+        env: { ...process.env, MTOOLSRC: '/dev/null', LC_ALL: 'C' },
+      });
+      assert.equal(r.status, 0, `${tool} ${args.join(' ')}: ${r.stderr?.toString()}`);
+      return r.stdout;
+    }
+
+    const USER = '#cloud-config\npackages: [htop]\nruncmd:\n  - echo hello > /run/hi\n';
+
+    it('makes a CIDATA volume of the file as user-data and meta-data naming the instance', async () => {
+      const user = join(dir, 'user-data.yaml');
+      writeFileSync(user, USER);
+      const { file } = volumeOf(await ensured(['vm0', '-u', PROPS.id, '--cloud-init', user]));
+      const listing = mtool('mdir', ['-i', file, '::']).toString('latin1');
+      assert.match(listing, /Volume in drive : is CIDATA/);
+      assert.match(listing, / user-data$/m);
+      assert.match(listing, / meta-data$/m);
+      assert.doesNotMatch(listing, /network-config/);
+      assert.equal(mtool('mtype', ['-i', file, '::user-data']).toString(), USER);
+      assert.equal(
+        mtool('mtype', ['-i', file, '::meta-data']).toString(),
+        `instance-id: ${PROPS.id}\nlocal-hostname: vm0\n`,
+      );
+    });
+
+    it('joins the spec built from a config TOML; a name YAML could misread is quoted', async () => {
+      const user = join(dir, 'user-data.sh');
+      writeFileSync(user, '#!/bin/sh\necho hi\n');
+      const toml = join(dir, 'ci-vm.toml');
+      writeFileSync(
+        toml,
+        '[block_dev.img]\ntype = "file"\npath = "/tmp/disk.img"\n[dev.disk0]\ndriver = "pci-virtio-block"\n' +
+          'block_dev = "img"\npci-path = "0.4.0"\n',
+      );
+      const components = await ensured(['web: #1', '-t', toml, '-u', PROPS.id, '--cloud-init', user]);
+      assert.deepEqual(Object.keys(components).sort(), [
+        'cloud-init',
+        'cloud-init-backend',
+        'com1',
+        'com2',
+        'com3',
+        'com4',
+        'disk0',
+        'img',
+        'pvpanic',
+      ]);
+      const { file } = volumeOf(components);
+      assert.equal(
+        mtool('mtype', ['-i', file, '::meta-data']).toString(),
+        `instance-id: ${PROPS.id}\nlocal-hostname: "web: #1"\n`,
+      );
+    });
+
+    it('sends a file that already is a volume as it is, as the original does', async () => {
+      const seed = buildCidata([{ name: 'user-data', data: new TextEncoder().encode('#cloud-config\n') }]);
+      const path = join(dir, 'seed.img');
+      writeFileSync(path, seed);
+      assert.deepEqual(volumeOf(await ensured(['vm0', '--cloud-init', path])).image, seed);
+      // ISO 9660 (what cloud-localds makes by default): "CD001" in the volume descriptor at 32 KiB.
+      const iso = new Uint8Array(36 * 1024);
+      iso.set(new TextEncoder().encode('\x01CD001\x01'), 0x8000);
+      writeFileSync(path, iso);
+      assert.deepEqual(volumeOf(await ensured(['vm0', '--cloud-init', path])).image, iso);
+    });
+
+    it('refuses -s with it, an unreadable file, too much data and a device at 0.24.0 (exit 2)', async () => {
+      const spec = join(dir, 'ci-spec.json');
+      writeFileSync(spec, '{}');
+      const user = join(dir, 'u.yaml');
+      writeFileSync(user, 'x');
+      requests.length = 0;
+      const withSpec = await cli([...S, 'new', 'vm', '-s', spec, '--cloud-init', user]);
+      assert.equal(withSpec.code, 2);
+      assert.match(withSpec.stderr, /--cloud-init cannot be used with -s\/--spec/);
+      const missing = await cli([...S, 'new', 'vm', '--cloud-init', join(dir, 'nope.yaml')]);
+      assert.equal(missing.code, 2);
+      assert.match(missing.stderr, /nope\.yaml: cannot read the cloud-init file \(ENOENT\)/);
+      const big = join(dir, 'big.yaml');
+      writeFileSync(big, 'x'.repeat(600 * 512));
+      const tooBig = await cli([...S, 'new', 'vm', '--cloud-init', big]);
+      assert.equal(tooBig.code, 2);
+      assert.match(tooBig.stderr, /big\.yaml: cloud-init data needs 601 sectors .*at most 512/);
+      const toml = join(dir, 'slot24.toml');
+      writeFileSync(
+        toml,
+        '[block_dev.img]\ntype = "file"\npath = "/tmp/d.img"\n[dev.d24]\ndriver = "pci-nvme"\nblock_dev = "img"\n' +
+          'pci-path = "0.24.0"\n',
+      );
+      const taken = await cli([...S, 'new', 'vm', '-t', toml, '--cloud-init', user]);
+      assert.equal(taken.code, 2);
+      assert.match(taken.stderr, /component "d24" is at PCI 0\.24\.0, where --cloud-init attaches its disk/);
+      assert.equal(requests.length, 0, 'nothing reached the server');
+    });
   });
 
   it('get and state: human and JSON output', async () => {

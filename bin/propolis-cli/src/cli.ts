@@ -26,6 +26,7 @@ import {
   type InstanceStateMonitorResponse,
 } from '../../../lib/api-types/src/index.js';
 import { buildInstanceSpec, ConfigTomlError, readSpecConfig } from '../../../lib/config-toml/src/index.js';
+import { buildCloudInitVolume, CidataError } from '../../../lib/propolis/src/block/cidata.js';
 import {
   CLIENT_API_VERSION,
   PropolisApiError,
@@ -144,15 +145,11 @@ async function run(ctx: Ctx, cmd: Exclude<Command, { kind: 'help' }>): Promise<E
           '--crucible-disks: Crucible disks are not supported by propolis-ts',
         );
       }
-      if (cmd.cloudInit !== undefined) {
-        throw new CliFailure(
-          EXIT.UNSUPPORTED,
-          'unsupported',
-          '--cloud-init: cloud-init disks are not supported by propolis-cli here',
-        );
-      }
-      const spec = instanceSpecFor(cmd);
       const id = cmd.uuid ?? randomUUID();
+      const spec = instanceSpecFor(
+        cmd,
+        cmd.cloudInit === undefined ? undefined : cloudInitImage(cmd.cloudInit, id, cmd.name),
+      );
       const req: InstanceEnsureRequest = {
         properties: {
           id,
@@ -222,7 +219,47 @@ async function run(ctx: Ctx, cmd: Exclude<Command, { kind: 'help' }>): Promise<E
   }
 }
 
-function instanceSpecFor(cmd: Extract<Command, { kind: 'new' }>): InstanceSpec {
+/** Whether `b` already is a volume: a boot sector's signature, or ISO 9660's identifier in its first descriptor. */
+function isDiskImage(b: Uint8Array): boolean {
+  if (b.length === 0 || b.length % 512 !== 0) return false;
+  const iso = b.length >= 0x8006 && Buffer.from(b.subarray(0x8001, 0x8006)).toString('latin1') === 'CD001';
+  return iso || (b[510] === 0x55 && b[511] === 0xaa);
+}
+
+/** A YAML scalar: plain when nothing in it could be read as syntax, else double-quoted. */
+function yamlScalar(s: string): string {
+  return /^[A-Za-z0-9][A-Za-z0-9._-]*$/.test(s) ? s : JSON.stringify(s);
+}
+
+/**
+ * The disk `new --cloud-init <file>` attaches. The original sends the
+ * file's bytes as the disk (a seed image made elsewhere); here the file is
+ * the user-data and the CLI makes the NoCloud seed around it, with the
+ * meta-data cloud-init needs: the instance id (a new id means a new
+ * instance to cloud-init, which then runs its first-boot modules) and the
+ * name as the host name. A file that already is a volume still goes as is.
+ */
+function cloudInitImage(path: string, id: string, name: string): Uint8Array {
+  let bytes: Uint8Array;
+  try {
+    bytes = new Uint8Array(readFileSync(path));
+  } catch (e) {
+    const why = (e as NodeJS.ErrnoException).code ?? (e as Error).message;
+    throw new CliFailure(EXIT.USAGE, 'config', `${path}: cannot read the cloud-init file (${why})`);
+  }
+  if (isDiskImage(bytes)) return bytes;
+  try {
+    return buildCloudInitVolume({
+      userData: bytes,
+      metaData: new TextEncoder().encode(`instance-id: ${id}\nlocal-hostname: ${yamlScalar(name)}\n`),
+    });
+  } catch (e) {
+    if (e instanceof CidataError) throw new CliFailure(EXIT.USAGE, 'config', `${path}: ${e.message}`);
+    throw e;
+  }
+}
+
+function instanceSpecFor(cmd: Extract<Command, { kind: 'new' }>, cloudInit: Uint8Array | undefined): InstanceSpec {
   const src = cmd.source;
   if (src.kind === 'spec') {
     let text: string;
@@ -247,6 +284,7 @@ function instanceSpecFor(cmd: Extract<Command, { kind: 'new' }>): InstanceSpec {
     ...(src.kind === 'toml' ? { cpus: src.cpus, memoryMb: src.memoryMb } : {}),
     ...(src.kind === 'toml' && src.cpuidProfile !== undefined ? { cpuidProfile: src.cpuidProfile } : {}),
     hyperV: cmd.hyperV,
+    ...(cloudInit === undefined ? {} : { cloudInitImage: cloudInit }),
   });
 }
 

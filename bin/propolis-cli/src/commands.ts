@@ -112,7 +112,11 @@ export const COMMANDS: readonly CommandSpec[] = [
       'With -s, the JSON file is the instance spec, sent as is. With -t, the spec is built from the config\n' +
       'TOML (devices, block devices, bridges, chipset, CPUID profiles, boot order) plus a board of -c vCPUs\n' +
       'and -m MiB, serial ports com1-com4 and pvpanic. With neither, the spec is that board and those\n' +
-      'devices alone. The instance id (-u, else random) is printed.',
+      'devices alone. The instance id (-u, else random) is printed.\n\n' +
+      '--cloud-init attaches a cloud-init NoCloud seed as the virtio disk "cloud-init" at PCI 0.24.0: a\n' +
+      'FAT volume labelled CIDATA holding the file as user-data and a meta-data of the instance id\n' +
+      '(instance-id) and name (local-hostname). A file that already is a disk image (a FAT or ISO 9660\n' +
+      'volume) is attached as it is, as the original CLI does with every file.',
     args: [{ name: '<NAME>', help: 'Instance name', required: true }],
     options: [
       { long: 'uuid', short: 'u', value: '<UUID>', help: 'Instance id [default: random]' },
@@ -129,7 +133,7 @@ export const COMMANDS: readonly CommandSpec[] = [
       { long: 'sled-revision', value: '<N>', help: 'Sled revision for metrics', default: '1' },
       { long: 'sled-serial', value: '<SERIAL>', help: 'Sled serial number for metrics', default: 'fake-serial' },
       { long: 'crucible-disks', value: '<FILE>', help: 'Crucible disks (not supported: no Crucible here; exit 4)' },
-      { long: 'cloud-init', value: '<FILE>', help: 'A cloud-init disk image (not supported here; exit 4)' },
+      { long: 'cloud-init', value: '<FILE>', help: 'cloud-init user-data (or a seed image) for a cidata disk' },
       HELP_OPTION,
     ],
   },
@@ -213,7 +217,7 @@ const EXIT_HELP =
     ['1', 'the server answered with an error (status, error_code, message and request id are printed)'],
     ['2', 'bad usage: unknown command or option, missing or malformed value, unreadable or invalid spec/config'],
     ['3', 'the server cannot be reached (refused, unresolvable, timed out, connection lost)'],
-    ['4', 'the operation is not supported by propolis-ts (migrate, vcr, Crucible, cloud-init, vsock, 9p, …)'],
+    ['4', 'the operation is not supported by propolis-ts (migrate, vcr, Crucible, vsock, 9p, …)'],
   ]);
 
 export function programHelp(): string {

@@ -8,10 +8,11 @@
 //   propolis-cli [-p PORT] [-d] [--json] -s HOST <command> …
 //
 //   new <NAME> [-u UUID] [-s SPEC.json | -t CONFIG.toml [-c N] [-m MiB] [--cpuid-profile P]] [--hyperv]
-//       [--silo-id|--project-id|--sled-id UUID] [--sled-model M] [--sled-revision N] [--sled-serial S]
+//       [--cloud-init USER-DATA] [--silo-id|--project-id|--sled-id UUID] [--sled-model M] [--sled-revision N]
+//       [--sled-serial S]
 //   get | state run|stop|reboot | serial [-b N] | monitor | inject-nmi
 //   migrate <DST> … and vcr … are answered "not supported" (no live migration yet, no Crucible);
-//   so are new's --crucible-disks and --cloud-init.
+//   so is new's --crucible-disks.
 //
 // Exit status, for scripts:
 //

@@ -6,6 +6,7 @@
 //
 //   [main]      name, cpus, memory (MiB), bootrom, exit_on_halt, exit_on_reboot, …
 //   [dev.<n>]   driver = "…" and the driver's keys
+//   [cloudinit] user-data, meta-data, network-config (text) or *-path (a file)
 //
 // Every key is checked: an unknown key, a wrong type or a value out of range
 // is a ConfigError naming the file, the table and the key. Keys and drivers
@@ -75,7 +76,19 @@ export type BlockDevConfig =
       workers: number;
       skipFlush: boolean;
     }
-  | { type: 'mem-async'; name: string; size: number; readOnly: boolean; blockSize: number; workers: number };
+  | { type: 'mem-async'; name: string; size: number; readOnly: boolean; blockSize: number; workers: number }
+  /** The seed's `type = "cloudinit"`: the `[cloudinit]` volume (read-only, 512-byte blocks). */
+  | { type: 'cloudinit'; name: string };
+
+/** One `[cloudinit]` file: text given in the table, or a file to read (relative to the CWD, as `bootrom`). */
+export type CloudInitSource = { text: string } | { path: string };
+
+/** `[cloudinit]`: the files of the NoCloud seed (see cloudinit.ts). */
+export interface CloudInitConfig {
+  userData: CloudInitSource | undefined;
+  metaData: CloudInitSource | undefined;
+  networkConfig: CloudInitSource | undefined;
+}
 
 export interface StandaloneConfig {
   main: {
@@ -93,6 +106,8 @@ export interface StandaloneConfig {
   blockDevs: BlockDevConfig[];
   /** The profile named by `[main] cpuid_profile`, as CPUID entries. */
   cpuid: CpuidEntry[] | undefined;
+  /** `[cloudinit]`, when present. */
+  cloudInit?: CloudInitConfig | undefined;
 }
 
 type Table = Record<string, unknown>;
@@ -112,7 +127,6 @@ const MAIN_KEYS = new Set([
 ]);
 /** Seed keys that this VMM does not implement yet; refused by name. */
 const MAIN_NOT_YET = new Set(['acpi_variant']);
-const TOP_NOT_YET = new Set(['cloudinit']);
 const SEED_DRIVERS_NOT_YET = new Set([
   'pci-virtio-socket',
   'pci-virtio-9p',
@@ -206,9 +220,7 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
     throw new ConfigError('CONFIG_SYNTAX', `${file}: not valid TOML${pos}: ${msg}`, { cause: e });
   }
   for (const k of Object.keys(doc)) {
-    if (TOP_NOT_YET.has(k))
-      throw new ConfigError('CONFIG_UNSUPPORTED', `${file}: [${k}] is not supported by propolis-ts yet`);
-    if (k !== 'main' && k !== 'dev' && k !== 'cpuid' && k !== 'block_dev')
+    if (k !== 'main' && k !== 'dev' && k !== 'cpuid' && k !== 'block_dev' && k !== 'cloudinit')
       throw new ConfigError('CONFIG_KEY', `${file}: unknown table or key '${k}'`);
   }
   const mainT = doc['main'];
@@ -236,6 +248,14 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
     bootOrder: m.strList('boot_order'),
   };
   const blockDevs = parseBlockDevs(doc['block_dev'], file);
+  const cloudInit = parseCloudInit(doc['cloudinit'], file);
+  const ciDev = blockDevs.find((b) => b.type === 'cloudinit');
+  if (ciDev && !cloudInit) {
+    throw new ConfigError(
+      'CONFIG_KEY',
+      `${file}: [block_dev.${ciDev.name}] type "cloudinit" needs a [cloudinit] table with the volume's files`,
+    );
+  }
 
   const devices: DevConfig[] = [];
   const devT = doc['dev'];
@@ -312,7 +332,29 @@ export function parseConfig(text: string, file: string): StandaloneConfig {
       throw new ConfigError('CONFIG_VALUE', `${file}: [main] boot_order names "${b}", which is not a disk device`);
     }
   }
-  return { main, devices, cpuid, blockDevs };
+  return { main, devices, cpuid, blockDevs, ...(cloudInit ? { cloudInit } : {}) };
+}
+
+/** `[cloudinit]`: each file as text or as `<key>-path`, not both. */
+function parseCloudInit(t: unknown, file: string): CloudInitConfig | undefined {
+  if (t === undefined) return undefined;
+  if (!isTable(t)) throw new ConfigError('CONFIG_KEY', `${file}: cloudinit must be a [cloudinit] table`);
+  const r = new Reader(file, 'cloudinit', t);
+  const items = ['user-data', 'meta-data', 'network-config'] as const;
+  r.onlyKeys(new Set(items.flatMap((k) => [k, `${k}-path`])));
+  const source = (key: (typeof items)[number]): CloudInitSource | undefined => {
+    const text = r.str(key);
+    const path = r.str(`${key}-path`);
+    if (text !== undefined && path !== undefined) {
+      throw new ConfigError(
+        'CONFIG_VALUE',
+        `${file}: [cloudinit] ${key} and ${key}-path both given; use one (the text, or the file to read it from)`,
+      );
+    }
+    if (path === '') throw new ConfigError('CONFIG_VALUE', `${file}: [cloudinit] ${key}-path is empty`);
+    return text !== undefined ? { text } : path !== undefined ? { path } : undefined;
+  };
+  return { userData: source('user-data'), metaData: source('meta-data'), networkConfig: source('network-config') };
 }
 
 /** A device's `pci-path`: `bus.device.function`, not used by another device. */
@@ -368,7 +410,17 @@ function parseBlockDevs(t: unknown, file: string): BlockDevConfig[] {
         );
       }
       out.push({ type, name, size, readOnly, blockSize, workers: r.int('workers', 1, 32) ?? 1 });
-    } else if (type === 'crucible' || type === 'crucible-mem' || type === 'cloudinit') {
+    } else if (type === 'cloudinit') {
+      // The seed builds this volume read-only with 512-byte blocks whatever the table says; say so instead.
+      r.onlyKeys(new Set(['type', 'read_only', 'readonly', 'block_size']));
+      if (body['read_only'] === false || body['readonly'] === false || blockSize !== 512) {
+        throw new ConfigError(
+          'CONFIG_VALUE',
+          `${file}: [block_dev.${name}] a cloudinit volume is always read-only with 512-byte blocks`,
+        );
+      }
+      out.push({ type, name });
+    } else if (type === 'crucible' || type === 'crucible-mem') {
       throw new ConfigError(
         'CONFIG_UNSUPPORTED',
         `${file}: [block_dev.${name}] type "${type}" is not supported by propolis-ts yet`,

@@ -73,6 +73,7 @@ function readBootrom(path: string): Uint8Array {
 function backends(cfg: StandaloneConfig): Map<string, BackendDescriptor> {
   const out = new Map<string, BackendDescriptor>();
   for (const b of cfg.blockDevs) {
+    if (b.type === 'cloudinit') continue; // carried by the instance spec as a blob (spec.ts)
     out.set(
       b.name,
       b.type === 'file'

@@ -16,6 +16,7 @@
 //     the backend the standalone described, with the same path, read-only
 //     flag, block size and workers the spec carried;
 //   - NIC queue sizes, and the standalone's SMBIOS defaults.
+// The `[cloudinit]` volume is a spec disk over a blob backend (cloudinit.ts).
 //
 // Threading: main thread.
 
@@ -26,6 +27,7 @@ import { PciPath } from '../../../lib/propolis/src/hw/pci/path.js';
 import { COM_PORTS } from '../../../lib/propolis/src/hw/uart/lpc-uart.js';
 import { cpuidToSpec, pcConfigFromSpec } from '../../../lib/propolis/src/platform/from-spec.js';
 import type { PcConfig, PcDisk } from '../../../lib/propolis/src/platform/pc.js';
+import { addCloudInitDisk, cloudInitBackend, cloudInitImage } from './cloudinit.js';
 import type { StandaloneConfig } from './config.js';
 
 function pciPath(p: string): { bus: number; device: number; function: number } {
@@ -39,18 +41,27 @@ export function standaloneSpec(cfg: StandaloneConfig): { spec: InstanceSpec; spe
   for (const num of Object.keys(COM_PORTS) as (keyof typeof COM_PORTS)[]) {
     components[num] = { type: 'serial_port', component: { num } };
   }
-  const fileDevs = new Map(cfg.blockDevs.flatMap((b) => (b.type === 'file' ? [[b.name, b] as const] : [])));
+  // Built once here (reading any `-path` files), whichever way it is attached.
+  const ciImage = cfg.cloudInit ? cloudInitImage(cfg.cloudInit) : undefined;
+  const specBackend = (name: string): Component | undefined => {
+    const b = cfg.blockDevs.find((x) => x.name === name);
+    if (b?.type === 'file') {
+      return {
+        type: 'file_storage_backend',
+        component: { path: b.path, readonly: b.readOnly, block_size: b.blockSize, workers: b.workers },
+      };
+    }
+    // config.ts refuses a cloudinit block_dev without [cloudinit].
+    return b?.type === 'cloudinit' && ciImage ? cloudInitBackend(ciImage) : undefined;
+  };
   const specDisks = new Set<string>();
   for (const d of cfg.devices) {
     switch (d.driver) {
       case 'pci-virtio-block':
       case 'pci-nvme': {
-        const b = fileDevs.get(d.blockDev);
-        if (!b) break; // a mem-async disk: added after the spec (see the file comment)
-        components[d.blockDev] = {
-          type: 'file_storage_backend',
-          component: { path: b.path, readonly: b.readOnly, block_size: b.blockSize, workers: b.workers },
-        };
+        const backend = specBackend(d.blockDev);
+        if (!backend) break; // a mem-async disk: added after the spec (see the file comment)
+        components[d.blockDev] = backend;
         components[d.name] =
           d.driver === 'pci-nvme'
             ? {
@@ -84,6 +95,7 @@ export function standaloneSpec(cfg: StandaloneConfig): { spec: InstanceSpec; spe
         break; // not a spec component
     }
   }
+  if (ciImage && !cfg.blockDevs.some((b) => b.type === 'cloudinit')) addCloudInitDisk(cfg, components, ciImage);
   const order = cfg.main.bootOrder;
   const specBootOrder = order !== undefined && order.every((n) => specDisks.has(n));
   if (order && specBootOrder) {

@@ -8,6 +8,8 @@
 // generated spec has: serial ports `com1`–`com4` and `pvpanic`
 // {enable_isa: true}. (The original leaves COM4 out when SoftNPU ports are
 // present; config files with SoftNPU are refused here, so COM4 is always in.)
+// With `--cloud-init`, the volume is the virtio disk `cloud-init` at PCI
+// 0.24.0 over the read-only blob `cloud-init-backend`, as in the original.
 //
 // Pure; no I/O.
 
@@ -24,6 +26,11 @@ export const GENERATED_COMPONENTS: Readonly<Record<string, Component>> = {
   pvpanic: { type: 'qemu_pvpanic', component: { enable_isa: true } },
 };
 
+/** Keys and place of the cloud-init disk (the original CLI's, and its server callers'). */
+export const CLOUD_INIT_DISK = 'cloud-init';
+export const CLOUD_INIT_BACKEND = 'cloud-init-backend';
+export const CLOUD_INIT_PCI_PATH = { bus: 0, device: 24, function: 0 } as const;
+
 export const DEFAULT_VCPUS = 4;
 export const DEFAULT_MEMORY_MIB = 1024;
 
@@ -36,6 +43,8 @@ export interface BoardOptions {
   cpuidProfile?: string;
   /** Expose the Hyper-V interface with the reference TSC (`--hyperv`). */
   hyperV?: boolean;
+  /** A cloud-init volume to attach (`--cloud-init`): the disk image's bytes. */
+  cloudInitImage?: Uint8Array;
 }
 
 /**
@@ -73,5 +82,38 @@ export function buildInstanceSpec(config: SpecConfig | undefined, opts: BoardOpt
     }
     components[key] = structuredClone(c);
   }
+  if (opts.cloudInitImage !== undefined) addCloudInit(components, opts.cloudInitImage, config?.file);
   return { board, components };
+}
+
+function addCloudInit(components: Record<string, Component>, image: Uint8Array, file = '(no config file)'): void {
+  const p = CLOUD_INIT_PCI_PATH;
+  for (const [key, c] of Object.entries(components)) {
+    if (key === CLOUD_INIT_DISK || key === CLOUD_INIT_BACKEND) {
+      throw new ConfigTomlError(
+        'CONFIG_VALUE',
+        { file },
+        `component "${key}": the name is reserved for the cloud-init disk (--cloud-init); rename it`,
+      );
+    }
+    const at = (c.component as { pci_path?: { bus: number; device: number; function: number } }).pci_path;
+    if (at && at.bus === p.bus && at.device === p.device && at.function === p.function) {
+      throw new ConfigTomlError(
+        'CONFIG_VALUE',
+        { file },
+        `component "${key}" is at PCI ${p.bus}.${p.device}.${p.function}, where --cloud-init attaches its disk; move it`,
+      );
+    }
+  }
+  components[CLOUD_INIT_BACKEND] = {
+    type: 'blob_storage_backend',
+    component: {
+      base64: Buffer.from(image.buffer, image.byteOffset, image.byteLength).toString('base64'),
+      readonly: true,
+    },
+  };
+  components[CLOUD_INIT_DISK] = {
+    type: 'virtio_disk',
+    component: { backend_id: CLOUD_INIT_BACKEND, pci_path: { ...p } },
+  };
 }
