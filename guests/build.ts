@@ -13,6 +13,14 @@
 // stage 2) is written into raw disk images guests/out/<image>.img together
 // with a generated data region; the layout is described above diskData().
 //
+// testos (guests/testos/, see its README.md) is built differently: a small
+// freestanding kernel in C and assembly, compiled with gcc and linked at
+// 1 MiB, then wrapped twice — in a bootrom (guests/out/testos.rom: the
+// kernel at the ROM's start, a stub in its last 4 KiB that copies it to
+// 1 MiB) and in a raw disk image (guests/out/testos.img: a boot sector that
+// loads it with INT 13h, then the kernel from LBA 1). The stubs get the
+// kernel's size as preprocessor defines; see buildTestos().
+//
 // Usage: node dist/guests/build.js [--force] [name...]
 //   --force   rebuild even when the output is up to date
 //   name...   build only these guests (default: all)
@@ -24,7 +32,7 @@
 // failing command and its output.
 
 import { spawnSync } from 'node:child_process';
-import { chmodSync, mkdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
+import { chmodSync, mkdirSync, readdirSync, readFileSync, renameSync, rmSync, statSync, writeFileSync } from 'node:fs';
 import { dirname, join, relative } from 'node:path';
 
 const root = join(import.meta.dirname, '..', '..');
@@ -54,6 +62,16 @@ interface DiskGuest {
   readonly images: readonly DiskImage[];
 }
 
+/** A guest with its own build steps (testos). */
+interface CustomBuild {
+  /** Shown in the "built" line instead of the source list. */
+  readonly from: string;
+  readonly outputs: () => string[];
+  /** Every file the outputs depend on. */
+  readonly inputs: () => Set<string>;
+  readonly build: () => void;
+}
+
 interface Guest {
   /** Output is guests/out/<name>.rom, or the disk images when `disk` is set. */
   readonly name: string;
@@ -61,6 +79,8 @@ interface Guest {
   readonly sources: readonly string[];
   /** A boot-sector guest, built into raw disk images instead of a bootrom. */
   readonly disk?: DiskGuest;
+  /** Built by these steps instead (sources and disk unused). */
+  readonly custom?: CustomBuild;
 }
 
 const GUESTS: readonly Guest[] = [
@@ -83,6 +103,16 @@ const GUESTS: readonly Guest[] = [
         { file: 'diskread.img', mib: 8 },
         { file: 'diskread-small.img', mib: 1 },
       ],
+    },
+  },
+  {
+    name: 'testos',
+    sources: [],
+    custom: {
+      from: 'guests/testos/',
+      outputs: () => [join(outDir, 'testos.rom'), join(outDir, 'testos.img')],
+      inputs: () => testosInputs(),
+      build: () => buildTestos(),
     },
   },
 ];
@@ -321,12 +351,140 @@ function buildDiskImages(guest: Guest, disk: DiskGuest): void {
   }
 }
 
+// ---- testos: the PHD test OS (guests/testos/) ----
+//
+// kernel.elf: entry.S and the C files, linked with kernel.ld at 1 MiB; its
+// flat image (.text to the end of .data) is what both wrappers carry:
+//
+//   testos.rom   [kernel image, at the ROM's start] [0xF4 fill] [stub: the last 4 KiB]
+//                a multiple of 64 KiB; the stub gets KERNEL_ROM_ADDR (the
+//                image's physical address) and KERNEL_DWORDS
+//   testos.img   LBA 0 the boot sector (KERNEL_SECTORS, KERNEL_DWORDS),
+//                LBA 1.. the kernel image, zeros to TESTOS_IMG_BYTES; from
+//                1 MiB (LBA 2048) on the disk is free for disk tests
+
+const testosDir = join(root, 'guests', 'testos');
+const TESTOS_C = [
+  'main.c',
+  'lib.c',
+  'time.c',
+  'pci.c',
+  'acpi.c',
+  'smp.c',
+  'disk.c',
+  'virtio.c',
+  'virtio-blk.c',
+  'nvme.c',
+  'net.c',
+] as const;
+/** Freestanding, no FPU/SSE/MMX state (the project's hosts do not emulate x87 or XSAVE at CPL0), no red zone. */
+const TESTOS_CFLAGS = [
+  '-std=gnu11',
+  '-O2',
+  '-ffreestanding',
+  '-nostdlib',
+  '-fno-pic',
+  '-fno-pie',
+  '-mno-sse',
+  '-mno-mmx',
+  '-mno-80387',
+  '-mgeneral-regs-only',
+  '-mno-red-zone',
+  '-fno-stack-protector',
+  '-fno-asynchronous-unwind-tables',
+  '-fno-unwind-tables',
+  '-fcf-protection=none',
+  '-fno-tree-loop-distribute-patterns',
+  '-Wall',
+  '-Wextra',
+];
+const TESTOS_ROM_STUB = 0x1000;
+const TESTOS_ROM_ALIGN = 0x10000;
+const TESTOS_IMG_BYTES = 4 * MIB;
+/** Must match layout.h. */
+const TESTOS_KERNEL_MAX = 0x60000;
+const TESTOS_ROM_FILL = 0xf4;
+
+function testosInputs(): Set<string> {
+  const files = new Set<string>([import.meta.filename]);
+  for (const f of readdirSync(testosDir)) if (/\.(c|h|S|ld)$/.test(f)) files.add(join(testosDir, f));
+  return files;
+}
+
+function testosCompile(obj: string, source: string, extra: readonly string[] = []): void {
+  const flags = source.endsWith('.S') ? ['-Wa,--fatal-warnings', '-Wa,--noexecstack'] : TESTOS_CFLAGS;
+  run('gcc', ['-c', ...flags, '-I', testosDir, ...extra, '-o', obj, join(testosDir, source)]);
+}
+
+function testosLink(elf: string, script: string, objs: readonly string[]): void {
+  const base = ['-m', 'elf_x86_64', '-nostdlib', '-static', '--build-id=none', '-z', 'noexecstack'];
+  run('ld', [...base, '--fatal-warnings', '-T', join(testosDir, script), '-Map', `${elf}.map`, '-o', elf, ...objs]);
+}
+
+function buildTestos(): void {
+  const dir = join(objDir, 'testos');
+  mkdirSync(dir, { recursive: true });
+
+  const objs = ['entry.S', ...TESTOS_C].map((source) => {
+    const obj = join(dir, source.replace(/\.[cS]$/, '.o'));
+    testosCompile(obj, source);
+    return obj;
+  });
+  const kernelElf = join(dir, 'kernel.elf');
+  testosLink(kernelElf, 'kernel.ld', objs);
+  const flatTmp = join(dir, 'kernel.bin.tmp');
+  rmSync(flatTmp, { force: true });
+  run('objcopy', ['-O', 'binary', kernelElf, flatTmp]);
+  const flat = readFileSync(flatTmp);
+  rmSync(flatTmp, { force: true });
+  // Whole dwords for the stubs' `rep movsl`.
+  const kernel = Buffer.alloc(Math.ceil(flat.length / 4) * 4);
+  flat.copy(kernel);
+  if (kernel.length > TESTOS_KERNEL_MAX) {
+    throw new BuildError(`testos kernel image is ${kernel.length} bytes, more than ${TESTOS_KERNEL_MAX}`);
+  }
+  writeOutput(join(dir, 'kernel.bin'), kernel);
+  const dwords = kernel.length / 4;
+
+  // The bootrom.
+  const romSize = Math.ceil((kernel.length + TESTOS_ROM_STUB) / TESTOS_ROM_ALIGN) * TESTOS_ROM_ALIGN;
+  const romAddr = 2 ** 32 - romSize;
+  const stubObj = join(dir, 'rom-stub.o');
+  const stubElf = join(dir, 'rom-stub.elf');
+  testosCompile(stubObj, 'rom-stub.S', [`-DKERNEL_ROM_ADDR=0x${romAddr.toString(16)}`, `-DKERNEL_DWORDS=${dwords}`]);
+  testosLink(stubElf, 'rom-stub.ld', [stubObj]);
+  const stub = flatSection(stubElf, '.stub', join(dir, 'rom-stub.bin.tmp'));
+  if (stub.length !== TESTOS_ROM_STUB) throw new BuildError(`testos ROM stub is ${stub.length} bytes`);
+  const rom = Buffer.alloc(romSize, TESTOS_ROM_FILL);
+  kernel.copy(rom, 0);
+  stub.copy(rom, romSize - TESTOS_ROM_STUB);
+
+  // The disk image.
+  const sectors = Math.ceil(kernel.length / SECTOR);
+  const bootObj = join(dir, 'boot-sector.o');
+  const bootElf = join(dir, 'boot-sector.elf');
+  testosCompile(bootObj, 'boot-sector.S', [`-DKERNEL_SECTORS=${sectors}`, `-DKERNEL_DWORDS=${dwords}`]);
+  testosLink(bootElf, 'boot-sector.ld', [bootObj]);
+  const boot = flatSection(bootElf, '.sector', join(dir, 'boot-sector.bin.tmp'));
+  if (boot.length !== SECTOR || boot[SECTOR - 2] !== 0x55 || boot[SECTOR - 1] !== 0xaa) {
+    throw new BuildError(`testos boot sector is ${boot.length} bytes or lacks its 0x55 0xAA signature`);
+  }
+  const img = Buffer.alloc(TESTOS_IMG_BYTES);
+  boot.copy(img, 0);
+  kernel.copy(img, SECTOR);
+
+  writeOutput(join(outDir, 'testos.rom'), rom);
+  writeOutput(join(outDir, 'testos.img'), img);
+}
+
 function outputs(guest: Guest): string[] {
+  if (guest.custom !== undefined) return guest.custom.outputs();
   if (guest.disk === undefined) return [join(outDir, `${guest.name}.rom`)];
   return guest.disk.images.map((i) => join(outDir, i.file));
 }
 
 function inputs(guest: Guest): Set<string> {
+  if (guest.custom !== undefined) return guest.custom.inputs();
   const files = new Set<string>();
   if (guest.disk === undefined) {
     files.add(linkerScript);
@@ -362,9 +520,11 @@ function main(argv: readonly string[]): void {
   checkTools();
   mkdirSync(objDir, { recursive: true });
   for (const g of todo) {
-    if (g.disk === undefined) buildRom(g);
+    if (g.custom !== undefined) g.custom.build();
+    else if (g.disk === undefined) buildRom(g);
     else buildDiskImages(g, g.disk);
-    console.log(`guests: built ${outputs(g).map(rel).join(', ')} from ${g.sources.join(', ')}`);
+    const from = g.custom !== undefined ? g.custom.from : g.sources.join(', ');
+    console.log(`guests: built ${outputs(g).map(rel).join(', ')} from ${from}`);
   }
 }
 
