@@ -106,6 +106,16 @@ const GUESTS: readonly Guest[] = [
     },
   },
   {
+    name: 'fakelinux',
+    sources: [],
+    custom: {
+      from: 'fakelinux.S',
+      outputs: () => [join(outDir, 'fakelinux.bzimage')],
+      inputs: () => new Set([...dependencies(join(srcDir, 'fakelinux.S')), join(root, 'guests', 'build.ts')]),
+      build: () => buildFakelinux(),
+    },
+  },
+  {
     name: 'testos',
     sources: [],
     custom: {
@@ -404,6 +414,45 @@ const TESTOS_IMG_BYTES = 4 * MIB;
 /** Must match layout.h. */
 const TESTOS_KERNEL_MAX = 0x60000;
 const TESTOS_ROM_FILL = 0xf4;
+
+/**
+ * fakelinux.bzimage: a bzImage-shaped file (see fakelinux.S), linked at 0
+ * so that every label is its offset in the file, and copied out flat.
+ */
+function buildFakelinux(): void {
+  const dir = join(objDir, 'fakelinux');
+  mkdirSync(dir, { recursive: true });
+  const obj = join(dir, 'fakelinux.o');
+  const elf = join(objDir, 'fakelinux.elf');
+  const out = join(outDir, 'fakelinux.bzimage');
+  run('gcc', [
+    '-c',
+    '-nostdinc',
+    '-I',
+    srcDir,
+    '-Wa,--fatal-warnings',
+    '-Wa,--noexecstack',
+    '-o',
+    obj,
+    join(srcDir, 'fakelinux.S'),
+  ]);
+  const ldArgs = [
+    '-m',
+    'elf_x86_64',
+    '-nostdlib',
+    '-static',
+    '--build-id=none',
+    '-z',
+    'noexecstack',
+    '--fatal-warnings',
+  ];
+  run('ld', [...ldArgs, '-Ttext=0', '-e', '_start', '-o', elf, obj]);
+  const image = flatSection(elf, '.text', `${out}.tmp`);
+  if (image.length <= 1024 || image.toString('latin1', 0x202, 0x206) !== 'HdrS') {
+    throw new BuildError(`${rel(out)}: not a bzImage-shaped file (${image.length} bytes)`);
+  }
+  writeOutput(out, image);
+}
 
 function testosInputs(): Set<string> {
   const files = new Set<string>([import.meta.filename]);

@@ -9,6 +9,7 @@
 // Threading: main thread.
 
 import type { Server } from 'node:http';
+import type { DirectBootConfig } from '../../../lib/propolis/src/platform/direct-boot.js';
 import type { Logger } from './log.js';
 import { Metrics, serveMetrics } from './metrics.js';
 import { ApiServer } from './server.js';
@@ -27,6 +28,12 @@ export interface PropolisServerOptions {
   /** Where to serve Prometheus metrics on a listener of their own; none when absent. */
   metrics?: SocketAddr;
   kvmPath?: string;
+  /**
+   * Boot this Linux kernel directly (as QEMU's -kernel/-initrd/-append) in
+   * every VM the server creates, ahead of the spec's boot order. An
+   * extension: upstream Propolis has no such option.
+   */
+  directBoot?: DirectBootConfig;
   log: Logger;
   /** Test seams on the state driver (holding a start open). */
   hooks?: DriverHooks;
@@ -47,6 +54,7 @@ export async function startPropolisServer(opts: PropolisServerOptions): Promise<
     log,
     ...(opts.bootromVersion === undefined ? {} : { bootromVersion: opts.bootromVersion }),
     ...(opts.kvmPath === undefined ? {} : { kvmPath: opts.kvmPath }),
+    ...(opts.directBoot === undefined ? {} : { directBoot: opts.directBoot }),
     ...(opts.hooks === undefined ? {} : { hooks: opts.hooks }),
   });
   const metrics = new Metrics();

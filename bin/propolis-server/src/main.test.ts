@@ -8,9 +8,12 @@
 
 import assert from 'node:assert/strict';
 import { spawn, type ChildProcess } from 'node:child_process';
+import { rmSync, writeFileSync } from 'node:fs';
 import { createServer } from 'node:net';
+import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { describe, it } from 'node:test';
+import { debianFile } from '../../../lib/propolis/src/testing/debian.js';
 import { guestRomPath, REPO_ROOT } from '../../../lib/propolis/src/testing/guests.js';
 import { call, ensureBody, spec, waitForState, type Reply } from './testing.js';
 
@@ -150,6 +153,41 @@ describe('propolis-server command line', () => {
       assert.match(String(req?.['request_id']), /^[0-9a-f-]{36}$/);
     } finally {
       s.p.kill('SIGKILL');
+    }
+  });
+
+  it('--kernel/--initrd/--cmdline boot a kernel directly through SeaBIOS and linuxboot_dma.bin', async () => {
+    // fakelinux.bzimage: a bzImage whose real-mode setup prints its command line and powers off (guests/src).
+    const initrd = join(tmpdir(), `phd-initrd-${process.pid}`);
+    writeFileSync(initrd, Buffer.alloc(8192, 0x5a));
+    const s = await start([
+      debianFile('seabios', 'usr/share/seabios/bios-256k.bin'),
+      '127.0.0.1:0',
+      '--kernel',
+      join(REPO_ROOT, 'guests', 'out', 'fakelinux.bzimage'),
+      '--initrd',
+      initrd,
+      '--cmdline',
+      'console=ttyS0 via=server',
+      '--linuxboot-rom',
+      debianFile('qemu-system-data', 'usr/share/qemu/linuxboot_dma.bin'),
+    ]);
+    try {
+      assert.equal((await call(s.port, 'PUT', '/instance', { body: ensureBody(spec()) })).status, 201);
+      assert.equal((await call(s.port, 'PUT', '/instance/state', { body: 'Run' })).status, 204);
+      const deadline = Date.now() + 30_000;
+      let text = '';
+      while (Date.now() < deadline && !/cmdline "console=ttyS0 via=server"/.test(text)) {
+        const r = await call(s.port, 'GET', '/instance/serial/history?from_start=0');
+        text = Buffer.from((r.json as { data: number[] }).data).toString('latin1');
+        await new Promise((res) => setTimeout(res, 200));
+      }
+      assert.match(text, /fakelinux: setup entered/);
+      assert.match(text, /fakelinux: cmdline "console=ttyS0 via=server"/);
+      assert.match(text, /fakelinux: initrd [0-9a-f]{8} 00002000 /, 'the 8 KiB initrd was placed');
+    } finally {
+      s.p.kill('SIGKILL');
+      rmSync(initrd, { force: true });
     }
   });
 

@@ -7,6 +7,7 @@
 //   propolis-server run <BOOTROM> <IP:PORT> [<VNC_IP:PORT>]
 //                   [--bootrom-version S] [--metric-addr disable|IP:PORT]
 //                   [--log-level trace|debug|info|warn|error]
+//                   [--kernel PATH [--initrd PATH] [--cmdline STR] [--linuxboot-rom PATH]]
 //
 // As the seed: no config file; the instance comes from `PUT /instance`.
 // A VNC address is accepted and reported as unavailable (there is no
@@ -14,18 +15,32 @@
 // "propolis-server listening" names it. SIGINT or SIGTERM stops the VM in
 // order (Stopping → Stopped → Destroyed) and exits 0.
 //
+// --kernel (an extension, not in upstream Propolis) boots that Linux
+// bzImage directly in every VM the server creates, as QEMU's -kernel,
+// -initrd and -append do: SeaBIOS runs QEMU's linuxboot_dma.bin option ROM
+// (default /usr/share/qemu/linuxboot_dma.bin, Debian qemu-system-data),
+// which loads the kernel through fw_cfg. See lib/propolis/src/platform/direct-boot.ts.
+//
 // Bad arguments print one line on stderr and exit 2; a failure to start
 // (the address in use, …) exits 1.
 
 import { readFileSync, statSync } from 'node:fs';
 import { isIP } from 'node:net';
 import { parseArgs } from 'node:util';
+import {
+  DirectBootError,
+  LINUXBOOT_ROM_DEFAULT_PATH,
+  loadLinuxbootRom,
+  parseBzImage,
+  type DirectBootConfig,
+} from '../../../lib/propolis/src/platform/direct-boot.js';
 import { startPropolisServer, type RunningServer, type SocketAddr } from './app.js';
 import { isLogLevel, Logger, LOG_LEVELS, type LogLevel } from './log.js';
 
 const USAGE =
   'usage: propolis-server run <BOOTROM> <IP:PORT> [<VNC_IP:PORT>] [--bootrom-version S] ' +
-  `[--metric-addr disable|IP:PORT] [--log-level ${LOG_LEVELS.join('|')}]`;
+  `[--metric-addr disable|IP:PORT] [--log-level ${LOG_LEVELS.join('|')}] ` +
+  '[--kernel PATH [--initrd PATH] [--cmdline STR] [--linuxboot-rom PATH]]';
 
 const HELP = `${USAGE}
 
@@ -38,6 +53,11 @@ Serves the Propolis instance API (OpenAPI at GET /openapi.json) for one VM at a 
   --metric-addr A      Prometheus metrics on their own listener at A, or "disable" (default);
                        they are also at GET /metrics on the API address
   --log-level L        ${LOG_LEVELS.join(', ')} (default info); logs are JSON lines on stderr
+  --kernel PATH        boot this Linux bzImage directly in every VM (an extension; like QEMU's -kernel)
+  --initrd PATH        initial ramdisk for --kernel
+  --cmdline STR        kernel command line for --kernel
+  --linuxboot-rom PATH the loader option ROM SeaBIOS runs for --kernel
+                       (default ${LINUXBOOT_ROM_DEFAULT_PATH}, Debian package qemu-system-data)
 `;
 
 class UsageError extends Error {
@@ -75,8 +95,49 @@ function readBootrom(path: string): Uint8Array {
   return new Uint8Array(readFileSync(path));
 }
 
+/** A file given with a flag, read whole; a clear usage error when it cannot be. */
+function readInput(path: string, what: string): Uint8Array {
+  try {
+    if (!statSync(path).isFile()) throw new UsageError(`${what} ${path} is not a regular file`);
+    return new Uint8Array(readFileSync(path));
+  } catch (e) {
+    if (e instanceof UsageError) throw e;
+    const code = (e as NodeJS.ErrnoException).code;
+    throw new UsageError(`${what} ${path} ${code === 'ENOENT' ? 'does not exist' : `cannot be read (${code})`}`);
+  }
+}
+
+/** --kernel and its companions; checked now so a bad kernel fails at start, not at the first instance. */
+function parseDirectBoot(values: {
+  kernel?: string | undefined;
+  initrd?: string | undefined;
+  cmdline?: string | undefined;
+  'linuxboot-rom'?: string | undefined;
+}): DirectBootConfig | undefined {
+  if (values.kernel === undefined) {
+    for (const f of ['initrd', 'cmdline', 'linuxboot-rom'] as const) {
+      if (values[f] !== undefined) throw new UsageError(`--${f} needs --kernel`);
+    }
+    return undefined;
+  }
+  try {
+    const kernel = readInput(values.kernel, 'kernel');
+    parseBzImage(kernel);
+    return {
+      kernel,
+      ...(values.initrd === undefined ? {} : { initrd: readInput(values.initrd, 'initrd') }),
+      ...(values.cmdline === undefined ? {} : { cmdline: values.cmdline }),
+      linuxbootRom: loadLinuxbootRom(values['linuxboot-rom'] ?? LINUXBOOT_ROM_DEFAULT_PATH),
+    };
+  } catch (e) {
+    if (e instanceof DirectBootError) throw new UsageError(e.message);
+    throw e;
+  }
+}
+
 interface Args {
   bootrom: Uint8Array;
+  directBoot: DirectBootConfig | undefined;
   listen: SocketAddr;
   vnc: SocketAddr | undefined;
   bootromVersion: string | undefined;
@@ -95,6 +156,10 @@ function parse(argv: string[]): Args | 'help' {
         'bootrom-version': { type: 'string' },
         'metric-addr': { type: 'string', default: 'disable' },
         'log-level': { type: 'string', default: 'info' },
+        kernel: { type: 'string' },
+        initrd: { type: 'string' },
+        cmdline: { type: 'string' },
+        'linuxboot-rom': { type: 'string' },
         help: { type: 'boolean', short: 'h', default: false },
       },
     });
@@ -123,6 +188,7 @@ function parse(argv: string[]): Args | 'help' {
   const vnc = rest[2] === undefined ? undefined : parseSocketAddr(rest[2], 'VNC address');
   return {
     bootrom: readBootrom(rest[0]!),
+    directBoot: parseDirectBoot(values),
     listen,
     vnc,
     bootromVersion: values['bootrom-version'] as string | undefined,
@@ -164,6 +230,7 @@ async function main(argv: string[]): Promise<void> {
       log,
       ...(args.bootromVersion === undefined ? {} : { bootromVersion: args.bootromVersion }),
       ...(args.metrics === undefined ? {} : { metrics: args.metrics }),
+      ...(args.directBoot === undefined ? {} : { directBoot: args.directBoot }),
       // For tests and unusual hosts: where to find the KVM device.
       ...(process.env['PROPOLIS_KVM_DEVICE'] ? { kvmPath: process.env['PROPOLIS_KVM_DEVICE'] } : {}),
     });

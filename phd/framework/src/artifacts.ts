@@ -56,6 +56,8 @@ export interface KernelArtifact {
   kernel: string;
   initramfs: string;
   cmdline: string;
+  /** The option ROM SeaBIOS runs to load the kernel from fw_cfg (Debian qemu-system-data). */
+  linuxbootRom: string;
 }
 
 export class ArtifactUnavailableError extends Error {
@@ -188,6 +190,8 @@ export class ArtifactStore {
       kernel: join(root, 'boot', vmlinuz),
       initramfs,
       cmdline: 'console=ttyS0,115200 panic=-1 rdinit=/init',
+      // SeaBIOS runs this option ROM (fw_cfg genroms/) to load the kernel, as QEMU's -kernel does.
+      linuxbootRom: debianFile('qemu-system-data', 'usr/share/qemu/linuxboot_dma.bin'),
     };
     return this.kernel;
   }

@@ -112,12 +112,6 @@ export class TestContext {
     const guest = config.guestArtifact;
     const why = guest.os.unavailableOn(this.host);
     if (why) return `guest ${guest.name}: ${why}`;
-    if (guest.boot === 'kernel') {
-      return (
-        `guest ${guest.name} boots a kernel directly, and propolis-server cannot: an instance spec has no ` +
-        'kernel/initrd (lib/propolis has the fw_cfg loader; the API does not expose it)'
-      );
-    }
     return undefined;
   }
 
@@ -180,8 +174,21 @@ export class TestContext {
   ): Promise<TestVm> {
     if (this.closed) throw new Error(`the test is over (timed out?); not starting ${name}`);
     if (this.vms.some((v) => v.name === name)) throw new Error(`a VM named ${name} already exists in this test`);
+    // A kernel-booting guest (the `linux` artifact) goes through the server's direct-boot flags.
+    const kernel =
+      os === this.framework.artifacts.guest('linux').os ? this.framework.artifacts.linuxKernel() : undefined;
     const server = await ServerProcess.start({
       ...(this.framework.opts.serverCommand ? { command: this.framework.opts.serverCommand } : {}),
+      ...(kernel
+        ? {
+            directBoot: {
+              kernel: kernel.kernel,
+              initrd: kernel.initramfs,
+              cmdline: kernel.cmdline,
+              linuxbootRom: kernel.linuxbootRom,
+            },
+          }
+        : {}),
       bootrom,
       logPath: join(this.logDir, `${name}.server.log`),
       logLevel: this.framework.opts.serverLogLevel ?? 'info',

@@ -34,6 +34,8 @@ export interface ServerLaunch {
   logLevel?: 'trace' | 'debug' | 'info' | 'warn' | 'error';
   /** How long to wait for the listening record. */
   startTimeoutMs?: number;
+  /** Boot a kernel directly (the server's --kernel/--initrd/--cmdline/--linuxboot-rom). */
+  directBoot?: { kernel: string; initrd: string; cmdline: string; linuxbootRom: string };
 }
 
 export class ServerStartError extends Error {
@@ -94,6 +96,10 @@ export class ServerProcess {
     const [cmd, ...pre] = opts.command ?? DEFAULT_SERVER_COMMAND;
     if (cmd === undefined) throw new ServerStartError('empty server command');
     const args = [...pre, 'run', opts.bootrom, '127.0.0.1:0', '--log-level', opts.logLevel ?? 'info'];
+    const d = opts.directBoot;
+    if (d) {
+      args.push('--kernel', d.kernel, '--initrd', d.initrd, '--cmdline', d.cmdline, '--linuxboot-rom', d.linuxbootRom);
+    }
     const log = createWriteStream(opts.logPath, { flags: 'a' });
     log.on('error', () => {});
     log.write(`# ${[cmd, ...args].join(' ')}\n`);

@@ -38,6 +38,7 @@ import {
   pcConfigFromSpec,
   validateInstanceSpec,
 } from '../../../../lib/propolis/src/platform/from-spec.js';
+import type { DirectBootConfig } from '../../../../lib/propolis/src/platform/direct-boot.js';
 import { PcPlatform } from '../../../../lib/propolis/src/platform/pc.js';
 import { errors } from '../errors.js';
 import type { Logger } from '../log.js';
@@ -51,6 +52,8 @@ export interface VmOptions {
   bootrom: Uint8Array;
   bootromVersion?: string;
   kvmPath?: string;
+  /** Boot this Linux kernel directly in every VM (propolis-server --kernel; an extension). */
+  directBoot?: DirectBootConfig;
   log: Logger;
   hooks?: DriverHooks;
 }
@@ -189,6 +192,7 @@ export class Vm {
       ...(this.opts.bootromVersion === undefined ? {} : { bootromVersion: this.opts.bootromVersion }),
       ...(this.opts.kvmPath === undefined ? {} : { kvmPath: this.opts.kvmPath }),
     });
+    if (this.opts.directBoot) config.directBoot = this.opts.directBoot;
     const pc = await PcPlatform.create(config);
     try {
       return this.attach(record, pc, log);

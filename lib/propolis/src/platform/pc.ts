@@ -37,6 +37,7 @@ import { E820Type, FwCfgBuilder, QemuFwCfg } from '../hw/qemu/fwcfg.js';
 import { QemuPvpanic } from '../hw/qemu/pvpanic.js';
 import { COM_PORTS, LpcUart, type ComPort } from '../hw/uart/lpc-uart.js';
 import { GiB, LAYOUT, Machine, MiB } from '../vmm/machine.js';
+import { addDirectBoot, type DirectBootConfig } from './direct-boot.js';
 
 export interface PcConfig {
   name: string;
@@ -65,6 +66,11 @@ export interface PcConfig {
   disks?: PcDisk[];
   /** NICs: virtio-net functions over Linux tap devices (the seed's `vnic`). */
   nics?: PcNic[];
+  /**
+   * Boot a Linux bzImage directly, as QEMU's -kernel/-initrd/-append (see
+   * direct-boot.ts): the loader option ROM boots first, ahead of `bootOrder`.
+   */
+  directBoot?: DirectBootConfig;
 }
 
 export interface PcNic {
@@ -305,7 +311,13 @@ export class PcPlatform {
     // As the seed: a `bootorder` file only with boot settings. (An empty
     // list ending in HALT would make SeaBIOS skip every disk.)
     const boot = this.bootPaths();
-    if (boot.length > 0) b.bootOrder(boot, { halt: true });
+    const direct = this.config.directBoot;
+    if (direct) {
+      // As QEMU with -kernel: the loader ROM first. HALT only when the user chose a boot order too.
+      b.bootOrder([addDirectBoot(b, direct, this.memory.lowmem), ...boot], { halt: boot.length > 0 });
+    } else if (boot.length > 0) {
+      b.bootOrder(boot, { halt: true });
+    }
     const sercon = this.config.serialConsole === undefined ? COM_PORTS.com1.port : this.config.serialConsole;
     if (sercon !== null) b.serialConsole(sercon);
     const { lowmem, highmem } = this.memory;
