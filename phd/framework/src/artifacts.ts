@@ -13,7 +13,7 @@
 // | `testos`     | guest   | the project's test OS on a disk image (guests/out/testos.img), booted by firmware |
 // | `testos-rom` | guest   | the test OS as the bootrom itself (guests/out/testos.rom), no firmware |
 // | `linux`      | guest   | Debian's cloud kernel + an initramfs assembled here (busybox-static), direct boot |
-// | `linux-disk` | guest   | a Linux disk image with a serial login, given with --linux-disk-image |
+// | `linux-disk` | guest   | a Linux disk image with a serial login: --linux-disk-image, else built here (linux-image.ts) |
 //
 // Artifacts are resolved lazily, the first time a test needs one, so a run
 // that only lists tests or only runs test-OS tests fetches nothing big.
@@ -26,6 +26,7 @@ import { join } from 'node:path';
 import { debianFile, debianPackage } from '../../../lib/propolis/src/testing/debian.js';
 import { REPO_ROOT } from '../../../lib/propolis/src/testing/guests.js';
 import { cpioNewc, type CpioEntry } from './cpio.js';
+import { linuxImage } from './linux-image.js';
 import { PhdConfigError } from './errors.js';
 import type { GuestOs } from './guest-os/guest-os.js';
 import { LINUX_INITRAMFS, LINUX_PROMPT, LINUX_READY, linuxDiskGuest, type LinuxLogin } from './guest-os/linux.js';
@@ -69,7 +70,7 @@ export interface ArtifactStoreOptions {
   guestsDir?: string;
   /** Where artifacts built here are cached (default <repo>/.cache/phd). */
   cacheDir?: string;
-  /** A Linux disk image with a serial login (the `linux-disk` artifact). */
+  /** A Linux disk image with a serial login (the `linux-disk` artifact); default: built from Debian packages. */
   linuxDiskImage?: string;
   linuxLogin?: LinuxLogin;
 }
@@ -110,7 +111,8 @@ export class ArtifactStore {
     add({
       kind: 'guest',
       name: 'linux-disk',
-      description: 'a Linux disk image with a root login on the serial console (--linux-disk-image)',
+      description:
+        'a Linux disk image with a root login on the serial console (--linux-disk-image, else built from Debian packages)',
       os: linuxDiskGuest(opts.linuxLogin),
       boot: 'disk',
     });
@@ -156,7 +158,9 @@ export class ArtifactStore {
         break;
       case 'linux-disk':
         if (!this.opts.linuxDiskImage) {
-          throw new ArtifactUnavailableError('artifact linux-disk: no image given (runner option --linux-disk-image)');
+          // Built (and cached) only here, when a test that runs needs it.
+          p = linuxImage(join(this.cacheDir, 'linux-disk'), resolveDebianMetapackage('linux-image-cloud-amd64'));
+          break;
         }
         p = this.opts.linuxDiskImage;
         if (!existsSync(p)) throw new ArtifactUnavailableError(`artifact linux-disk: ${p} does not exist`);
