@@ -9,7 +9,7 @@
 // real server is driven in e2e.test.ts.
 
 import assert from 'node:assert/strict';
-import { spawnSync } from 'node:child_process';
+
 import { createServer, type IncomingMessage, type ServerResponse } from 'node:http';
 import { mkdtempSync, rmSync, writeFileSync } from 'node:fs';
 import type { AddressInfo } from 'node:net';
@@ -20,7 +20,7 @@ import { after, before, describe, it } from 'node:test';
 import { WebSocketServer } from 'ws';
 import type { Component, InstanceEnsureRequest } from '../../../lib/api-types/src/index.js';
 import { buildCidata } from '../../../lib/propolis/src/block/cidata.js';
-import { debianFile } from '../../../lib/propolis/src/testing/debian.js';
+import { mtool } from '../../../lib/propolis/src/testing/mtools.js';
 import { runCli } from './cli.js';
 
 interface Run {
@@ -301,14 +301,6 @@ describe('against a fake server', () => {
       const file = join(dir, `ci-${requests.length}-${Date.now()}.img`);
       writeFileSync(file, image);
       return { image, file };
-    }
-
-    function mtool(tool: 'mdir' | 'mtype', args: string[]): Buffer {
-      const r = spawnSync(debianFile('mtools', `usr/bin/${tool}`), args, {
-        env: { ...process.env, MTOOLSRC: '/dev/null', LC_ALL: 'C' },
-      });
-      assert.equal(r.status, 0, `${tool} ${args.join(' ')}: ${r.stderr?.toString()}`);
-      return r.stdout;
     }
 
     const USER = '#cloud-config\npackages: [htop]\nruncmd:\n  - echo hello > /run/hi\n';

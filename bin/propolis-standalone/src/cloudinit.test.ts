@@ -9,7 +9,7 @@
 // a real run in which Debian's SeaBIOS finds the disk.
 
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawn } from 'node:child_process';
 import { mkdtempSync, readFileSync, rmSync, writeFileSync } from 'node:fs';
 import { tmpdir } from 'node:os';
 import { join, relative } from 'node:path';
@@ -18,6 +18,7 @@ import type { Component } from '../../../lib/api-types/src/index.js';
 import { buildCloudInitVolume } from '../../../lib/propolis/src/block/cidata.js';
 import type { InMemoryBackendDescriptor } from '../../../lib/propolis/src/block/in-memory.js';
 import { debianFile } from '../../../lib/propolis/src/testing/debian.js';
+import { mtool } from '../../../lib/propolis/src/testing/mtools.js';
 import { REPO_ROOT } from '../../../lib/propolis/src/testing/guests.js';
 import { ConfigError, parseConfig } from './config.js';
 import { standalonePcConfig, standaloneSpec } from './spec.js';
@@ -41,11 +42,7 @@ function blobOf(c: Component | undefined): Uint8Array {
 function mtype(image: Uint8Array, name: string): Buffer {
   const img = join(dir, `vol-${process.hrtime.bigint()}.img`);
   writeFileSync(img, image);
-  const r = spawnSync(debianFile('mtools', 'usr/bin/mtype'), ['-i', img, `::${name}`], {
-    env: { ...process.env, MTOOLSRC: '/dev/null' },
-  });
-  assert.equal(r.status, 0, `mtype ::${name}: ${r.stderr?.toString()}`);
-  return r.stdout;
+  return mtool('mtype', ['-i', img, `::${name}`]);
 }
 
 function refused(text: string, code: ConfigError['code'], re: RegExp): void {

@@ -16,6 +16,7 @@ import { tmpdir } from 'node:os';
 import { join } from 'node:path';
 import { after, describe, it } from 'node:test';
 import { debianFile } from '../testing/debian.js';
+import { mtool } from '../testing/mtools.js';
 import { buildCidata, buildCloudInitVolume, CidataError, type CidataFile } from './cidata.js';
 
 const dir = mkdtempSync(join(tmpdir(), 'cidata-'));
@@ -34,14 +35,6 @@ function imageFile(image: Uint8Array): string {
 }
 
 // --- the independent tools ---------------------------------------------------
-
-const MTOOLS_ENV = { ...process.env, MTOOLSRC: '/dev/null', LC_ALL: 'C' };
-function mtool(tool: 'minfo' | 'mdir' | 'mtype', args: string[]): Buffer {
-  const bin = debianFile('mtools', `usr/bin/${tool}`);
-  const r = spawnSync(bin, args, { env: MTOOLS_ENV });
-  assert.equal(r.status, 0, `${tool} ${args.join(' ')} failed: ${r.stderr?.toString()}`);
-  return r.stdout;
-}
 
 function fsckFat(img: string): string {
   const r = spawnSync(debianFile('dosfstools', 'sbin/fsck.fat'), ['-n', '-v', '-V', img], { encoding: 'utf8' });
