@@ -656,18 +656,21 @@ export class Machine {
     if (this.destroyed) return;
     this.destroyed = true;
     if (!this.started) {
-      // Workers still waiting for their devices: nothing runs, end them.
+      // Workers still waiting for their devices: nothing runs; ask them to end. Not terminate(): a
+      // worker terminated while it is still loading its modules can take the process down with it
+      // (koffi's native addon throws during a terminating isolate's load: a fatal napi error, seen
+      // when a server's VM creation failed right after Machine.create). A worker reads the request
+      // only once its modules are loaded.
+      const workers: { worker?: Worker; exited?: Promise<void> }[] = [...this.vcpus];
+      if (this.io) workers.push(this.io);
       await Promise.all(
-        this.vcpus.map(async (v) => {
-          if (!v.worker) return;
-          await v.worker.terminate();
-          await v.exited;
+        workers.map((v) => {
+          if (!v.worker || !v.exited) return Promise.resolve();
+          v.worker.postMessage({ type: 'exit' } satisfies VcpuCommand);
+          const t = setTimeout(() => void v.worker?.terminate(), 10_000);
+          return v.exited.finally(() => clearTimeout(t));
         }),
       );
-      if (this.io) {
-        await this.io.worker.terminate();
-        await this.io.exited;
-      }
     } else {
       await this.request(REQ_EXIT);
       const workers: { worker?: Worker; exited?: Promise<void> }[] = [...this.vcpus];

@@ -97,7 +97,10 @@ export interface VcpuWorkerData {
  * final device list and IRQ source table.
  */
 export type VcpuCommand =
-  { type: 'preload'; module: string } | { type: 'attach'; devices: DeviceDescriptor[]; tables: SharedHostTables };
+  | { type: 'preload'; module: string }
+  | { type: 'attach'; devices: DeviceDescriptor[]; tables: SharedHostTables }
+  /** The machine is destroyed before it started: end the thread (see Machine.destroy). */
+  | { type: 'exit' };
 
 /**
  * The I/O thread (io-worker.ts) runs under the same control words, woken
@@ -129,6 +132,9 @@ export function awaitAttach(port: MessagePort): Promise<Extract<VcpuCommand, { t
         import(m.module).catch(() => {
           // Reported properly when the device attaches.
         });
+      } else if (m.type === 'exit') {
+        // Ends this worker thread only (process.exit in a worker stops the worker).
+        process.exit(0);
       } else {
         port.off('message', onMessage);
         port.unref();
